@@ -1,0 +1,1 @@
+"""One module per outside system; their SDK/OS exceptions are translated here."""

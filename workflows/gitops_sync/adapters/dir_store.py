@@ -1,0 +1,235 @@
+"""Workspace store over a directory: the mounted Azure Files share, or a local folder.
+
+Writes go to ``.gitops-sync/tmp/`` and are renamed into place, so a reader (or a
+``kill -9``) never sees a partial file under its final name. A file's stamp is
+its mtime, ctime and inode: ctime cannot be set by hand, so any change to bytes
+or mode changes the stamp.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import os
+import stat
+import uuid
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+from ..core.errors import ConflictError, WorkspaceNotWritable
+from ..core.model import MODE_EXEC, MODE_FILE, Content, Listing, ObservedFile
+from ..core.paths import azure_files_name_problem
+from ..ports import META_DIR
+
+CHUNK = 1 << 20
+
+
+def _stamp(st: os.stat_result) -> str:
+    return f"{st.st_mtime_ns}.{st.st_ctime_ns}.{st.st_ino}"
+
+
+class DirectoryStore:
+    max_concurrency = 4
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root).absolute()
+        self._meta = self.root / META_DIR
+        self._tmp = self._meta / "tmp"
+        self._case_insensitive: bool | None = None
+        self._made_dirs: set[str] = set()
+
+    # -------------------------------------------------------------- identity
+    def describe(self) -> str:
+        return str(self.root)
+
+    @property
+    def case_insensitive(self) -> bool:
+        if self._case_insensitive is None:
+            self._case_insensitive = self._probe_case()
+        return self._case_insensitive
+
+    def _probe_case(self) -> bool:
+        # Probe in the nearest existing directory without creating any (dry runs
+        # change nothing): a short-lived temporary file, then look it up upper-cased.
+        import tempfile
+
+        where = self.root
+        while not where.is_dir() and where != where.parent:
+            where = where.parent
+        try:
+            with tempfile.NamedTemporaryFile(dir=where, prefix=".gitops-sync-probe-") as f:
+                name = os.path.basename(f.name)
+                return os.path.exists(os.path.join(where, name.upper()))
+        except OSError:
+            return False
+
+    def name_problem(self, path: str) -> str | None:
+        # A case-insensitive directory here is the SMB mount of an Azure Files share.
+        return azure_files_name_problem(path) if self.case_insensitive else None
+
+    def check_writable(self) -> None:
+        if self.root.exists() and not self.root.is_dir():
+            raise WorkspaceNotWritable(f"workspace {self.root} is not a directory")
+        try:
+            self._tmp.mkdir(parents=True, exist_ok=True)
+            probe = self._tmp / f"probe-{uuid.uuid4().hex}"
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as exc:
+            raise WorkspaceNotWritable(
+                f"workspace {self.root} is not writable ({exc.strerror or exc})"
+            ) from exc
+
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold the workspace for one sync at a time on this machine (flock)."""
+        import fcntl
+
+        self._meta.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self._meta / "lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError as exc:
+                raise ConflictError(f"another sync is running on {self.root}") from exc
+            yield
+        finally:
+            os.close(fd)
+
+    # ---------------------------------------------------------------- listing
+    def list(self) -> Listing:
+        listing = Listing()
+        if not self.root.is_dir():
+            return listing
+        stack: list[tuple[str, str]] = [(str(self.root), "")]
+        while stack:
+            abspath, rel = stack.pop()
+            with os.scandir(abspath) as it:
+                for entry in it:
+                    path = f"{rel}{entry.name}"
+                    if not rel and entry.name == META_DIR:
+                        continue
+                    if entry.is_dir(follow_symlinks=False):
+                        listing.dirs.add(path)
+                        stack.append((entry.path, path + "/"))
+                    elif entry.is_file(follow_symlinks=False):
+                        st = entry.stat(follow_symlinks=False)
+                        listing.files[path] = ObservedFile(path, st.st_size, _stamp(st))
+                    else:  # symlink, fifo, socket: never followed, never kept
+                        listing.files[path] = ObservedFile(path, 0, "", "link")
+        return listing
+
+    def hash_file(self, path: str) -> Content:
+        full = self.root / path
+        with open(full, "rb", buffering=0) as f:
+            st = os.fstat(f.fileno())
+            h = hashlib.sha1(b"blob %d\0" % st.st_size)  # noqa: S324 (git's object id)
+            while chunk := f.read(CHUNK):
+                h.update(chunk)
+        return Content(h.hexdigest(), MODE_EXEC if st.st_mode & stat.S_IXUSR else MODE_FILE)
+
+    # ----------------------------------------------------------------- writes
+    def _ensure_parent(self, path: str) -> None:
+        parent = path.rpartition("/")[0]
+        if parent and parent not in self._made_dirs:
+            os.makedirs(self.root / parent, exist_ok=True)
+            self._made_dirs.add(parent)
+
+    def write_file(self, path: str, mode: int, chunks: Iterable[bytes]) -> str:
+        tmp = self._tmp / uuid.uuid4().hex
+        perm = 0o755 if mode == MODE_EXEC else 0o644
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, perm)
+        except FileNotFoundError:
+            self._tmp.mkdir(parents=True, exist_ok=True)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, perm)
+        try:
+            with os.fdopen(fd, "wb", buffering=0) as f:
+                os.fchmod(f.fileno(), perm)  # the umask must not change the mode
+                for chunk in chunks:
+                    f.write(chunk)
+            self._ensure_parent(path)
+            final = self.root / path
+            try:
+                os.replace(tmp, final)
+            except FileNotFoundError:  # a parent vanished since it was made: make it again
+                self._made_dirs.clear()
+                self._ensure_parent(path)
+                os.replace(tmp, final)
+            return _stamp(os.stat(final, follow_symlinks=False))
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+
+    def set_mode(self, path: str, mode: int) -> str:
+        full = self.root / path
+        os.chmod(full, 0o755 if mode == MODE_EXEC else 0o644, follow_symlinks=False)
+        return _stamp(os.stat(full, follow_symlinks=False))
+
+    def rename(self, old: str, new: str) -> None:
+        os.rename(self.root / old, self.root / new)
+
+    def delete_file(self, path: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.root / path)
+
+    def delete_dir(self, path: str) -> None:
+        try:
+            os.rmdir(self.root / path)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            if exc.errno != errno.ENOTEMPTY:  # something appeared since listing: next sync
+                raise
+        self._made_dirs.discard(path)
+
+    def clean_temporaries(self) -> None:
+        self._made_dirs.clear()  # a long-lived worker must not trust an old sync's view
+        if self._tmp.is_dir():
+            for entry in os.scandir(self._tmp):
+                with contextlib.suppress(OSError):
+                    os.unlink(entry.path)
+
+    # ------------------------------------------------------------- bookkeeping
+    def read_meta(self, name: str) -> bytes | None:
+        try:
+            return (self._meta / name).read_bytes()
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+
+    def write_meta(self, name: str, data: bytes) -> None:
+        self._tmp.mkdir(parents=True, exist_ok=True)
+        tmp = self._tmp / f"meta-{uuid.uuid4().hex}"
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self._meta / name)
+
+    # ------------------------------------------------------------------ reads
+    def _regular(self, path: str) -> Path:
+        full = self.root / path
+        st = os.lstat(full)
+        if not stat.S_ISREG(st.st_mode):
+            raise FileNotFoundError(path)
+        return full
+
+    def file_size(self, path: str) -> int:
+        return os.lstat(self._regular(path)).st_size
+
+    def read_chunks(self, path: str, start: int = 0, length: int | None = None) -> Iterator[bytes]:
+        full = self._regular(path)
+        fd = os.open(full, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        with os.fdopen(fd, "rb", buffering=0) as f:
+            if start:
+                f.seek(start)
+            left = length
+            while left is None or left > 0:
+                data = f.read(CHUNK if left is None else min(CHUNK, left))
+                if not data:
+                    break
+                if left is not None:
+                    left -= len(data)
+                yield data

@@ -1,0 +1,207 @@
+"""Compare: from (desired tree, recorded manifest, observed listing) to a plan.
+
+The one rule for "does the workspace already hold this file?" is
+``known_content``: a file whose size and stamp still match what the last sync
+recorded is trusted to hold the recorded blob; anything else is hashed (only
+when its size alone cannot already tell it differs). Apply order, which makes
+every crash point repairable by the next sync:
+
+    case renames -> blocking removals -> writes and chmods -> deletes -> manifest
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from .errors import CaseConflict
+from .model import Content, Listing, ObservedFile, RecordedFile, Skipped, SourceFile, parent_dirs
+
+
+@dataclass(slots=True)
+class Plan:
+    """Everything the apply phase will do, and what it will leave alone."""
+
+    renames: list[tuple[str, str]] = field(default_factory=list)
+    blocking_files: list[str] = field(default_factory=list)
+    blocking_dirs: list[str] = field(default_factory=list)
+    add: list[SourceFile] = field(default_factory=list)
+    update: list[SourceFile] = field(default_factory=list)
+    chmod: list[SourceFile] = field(default_factory=list)
+    delete: list[str] = field(default_factory=list)
+    delete_dirs: list[str] = field(default_factory=list)
+    unchanged: list[SourceFile] = field(default_factory=list)
+    # stamps of unchanged files as observed now (recorded into the next manifest)
+    unchanged_stamps: dict[str, str] = field(default_factory=dict)
+    skipped: list[Skipped] = field(default_factory=list)
+
+    @property
+    def writes(self) -> list[SourceFile]:
+        return self.add + self.update
+
+    @property
+    def bytes_to_write(self) -> int:
+        return sum(f.size for f in self.writes)
+
+    @property
+    def is_noop(self) -> bool:
+        return not (
+            self.renames
+            or self.blocking_files
+            or self.blocking_dirs
+            or self.add
+            or self.update
+            or self.chmod
+            or self.delete
+            or self.delete_dirs
+        )
+
+
+def check_case_conflicts(paths: Iterable[str]) -> None:
+    """Raise CaseConflict if two paths (or their directories) differ only in case."""
+    seen: dict[str, str] = {}
+    for path in paths:
+        for name in (*parent_dirs(path), path):
+            key = name.casefold()
+            other = seen.setdefault(key, name)
+            if other != name:
+                raise CaseConflict(
+                    f"'{other}' and '{name}' differ only in case; the workspace is "
+                    "case-insensitive and cannot hold both"
+                )
+
+
+def plan_case_renames(
+    desired: Iterable[str], listing: Listing
+) -> tuple[list[tuple[str, str]], dict[str, str]]:
+    """Case-only renames that make the observed spelling match the desired one.
+
+    For a case-insensitive workspace: writing ``README.md`` over ``readme.md``
+    would keep the old spelling, and deleting ``readme.md`` afterwards would
+    delete the file just written. Renaming first avoids both. Returns the
+    renames (shallowest first) and a map of every observed path to its path
+    after them.
+    """
+    spelling: dict[str, str] = {}
+    for path in desired:
+        for name in (*parent_dirs(path), path):
+            spelling.setdefault(name.casefold(), name)
+    entries = [(p, True) for p in listing.dirs] + [(p, False) for p in listing.files]
+    entries.sort(key=lambda e: (e[0].count("/"), e[0]))
+    moved: dict[str, str] = {}
+    renames: list[tuple[str, str]] = []
+    for path, _is_dir in entries:
+        parent, _, name = path.rpartition("/")
+        current = f"{moved.get(parent, parent)}/{name}" if parent else name
+        want = spelling.get(current.casefold())
+        if want is not None and want != current:
+            renames.append((current, want))
+            current = want
+        moved[path] = current
+    return renames, moved
+
+
+def apply_renames(
+    listing: Listing, recorded: Mapping[str, RecordedFile], moved: Mapping[str, str]
+) -> tuple[Listing, dict[str, RecordedFile]]:
+    """The listing and manifest as they will look after ``plan_case_renames``."""
+    if all(k == v for k, v in moved.items()):
+        return listing, dict(recorded)
+    files = {
+        moved.get(p, p): ObservedFile(moved.get(p, p), o.size, o.stamp, o.kind)
+        for p, o in listing.files.items()
+    }
+    dirs = {moved.get(d, d) for d in listing.dirs}
+    rec = {moved.get(p, p): r for p, r in recorded.items()}
+    return Listing(files, dirs), rec
+
+
+def known_content(
+    path: str,
+    observed: ObservedFile,
+    recorded: Mapping[str, RecordedFile],
+    verified: Mapping[str, Content],
+) -> Content | None:
+    """What a regular file holds, if known without reading it; None if unknown."""
+    rec = recorded.get(path)
+    if rec is not None and rec.size == observed.size and rec.stamp == observed.stamp:
+        return Content(rec.blob_id, rec.mode)
+    return verified.get(path)
+
+
+def paths_to_verify(
+    desired: Mapping[str, SourceFile],
+    listing: Listing,
+    recorded: Mapping[str, RecordedFile],
+) -> list[str]:
+    """Workspace files whose content must be hashed before a plan can be made.
+
+    Only desired paths whose observed size equals the desired size and whose
+    stamp no longer matches the manifest (drift, or no manifest at all).
+    """
+    out = []
+    for path, want in desired.items():
+        obs = listing.files.get(path)
+        if obs is None or obs.kind != "file" or obs.size != want.size:
+            continue
+        if known_content(path, obs, recorded, {}) is None:
+            out.append(path)
+    return out
+
+
+def plan_sync(
+    desired: Mapping[str, SourceFile],
+    listing: Listing,
+    recorded: Mapping[str, RecordedFile],
+    verified: Mapping[str, Content],
+    skipped: Iterable[Skipped] = (),
+) -> Plan:
+    """Sort every path into add / update / chmod / delete / unchanged."""
+    plan = Plan(skipped=list(skipped))
+    desired_dirs: set[str] = set()
+    for path in desired:
+        desired_dirs.update(parent_dirs(path))
+
+    # file<->directory swaps: what stands in the way must go before the writes
+    blocking_dirs = sorted((d for d in listing.dirs if d in desired), key=lambda d: -d.count("/"))
+    blocked_prefixes = tuple(d + "/" for d in blocking_dirs)
+    blocked_files = {p for p in listing.files if p in desired_dirs}
+    if blocked_prefixes:
+        blocked_files.update(p for p in listing.files if p.startswith(blocked_prefixes))
+        blocking_dirs = sorted(
+            {d for d in listing.dirs if d in desired or d.startswith(blocked_prefixes)},
+            key=lambda d: (-d.count("/"), d),
+        )
+    plan.blocking_files = sorted(blocked_files)
+    plan.blocking_dirs = blocking_dirs
+
+    for path, want in desired.items():
+        obs = listing.files.get(path)
+        if obs is None or path in blocked_files:
+            plan.add.append(want)
+            continue
+        if obs.kind == "link":
+            plan.update.append(want)
+            continue
+        have = known_content(path, obs, recorded, verified)
+        if have is None:
+            if obs.size == want.size:
+                raise ValueError(f"plan_sync: {path} needs verifying first (paths_to_verify)")
+            plan.update.append(want)
+        elif have.blob_id != want.blob_id:
+            plan.update.append(want)
+        elif have.mode != want.mode:
+            plan.chmod.append(want)
+        else:
+            plan.unchanged.append(want)
+            plan.unchanged_stamps[path] = obs.stamp
+
+    plan.delete = sorted(p for p in listing.files if p not in desired and p not in blocked_files)
+    blocking_set = set(blocking_dirs)
+    plan.delete_dirs = sorted(
+        (d for d in listing.dirs if d not in desired_dirs and d not in blocking_set),
+        key=lambda d: (-d.count("/"), d),
+    )
+    plan.add.sort(key=lambda f: f.path)
+    plan.update.sort(key=lambda f: f.path)
+    return plan

@@ -1,0 +1,60 @@
+"""The ports the use cases talk to; each has implementations under ``adapters/``.
+
+``WorkspaceStore`` is the destination of a sync: a directory (the mounted Azure
+Files share in Azure, a folder in development) or the Azure Files REST API.
+Both pass ``tests/contract/test_workspace_store.py``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import Protocol
+
+from .core.model import Content, Listing
+
+#: stores keep their own bookkeeping (manifest, temporaries) under this directory
+META_DIR = ".gitops-sync"
+
+
+class WorkspaceStore(Protocol):
+    """A tree of files the sync writes into. Paths are POSIX and relative.
+
+    Contract (every implementation):
+    - ``list()`` returns every file, link and directory except ``.gitops-sync/``,
+      never following links; each file carries a stamp that changes whenever the
+      file's bytes or mode change.
+    - ``write_file`` is atomic: readers see the old file or the whole new one under
+      the final name, never a partial one. It creates missing parent directories
+      and returns the new stamp.
+    - ``delete_file`` / ``delete_dir`` succeed when the path is already gone;
+      ``delete_dir`` removes only an empty directory.
+    - ``read_meta`` returns None when absent; ``write_meta`` is atomic.
+    - ``file_size`` / ``read_chunks`` raise FileNotFoundError for a missing file
+      (and for a link or directory: links are never followed).
+    """
+
+    @property
+    def case_insensitive(self) -> bool:
+        """True where two names differing only in case are the same file (Azure Files)."""
+        ...
+
+    #: how many writes the apply phase may run at once
+    max_concurrency: int
+
+    def describe(self) -> str: ...
+    def check_writable(self) -> None: ...
+    def name_problem(self, path: str) -> str | None: ...
+    def list(self) -> Listing: ...
+    def hash_file(self, path: str) -> Content: ...
+    def write_file(self, path: str, mode: int, chunks: Iterable[bytes]) -> str: ...
+    def set_mode(self, path: str, mode: int) -> str: ...
+    def rename(self, old: str, new: str) -> None: ...
+    def delete_file(self, path: str) -> None: ...
+    def delete_dir(self, path: str) -> None: ...
+    def clean_temporaries(self) -> None: ...
+    def read_meta(self, name: str) -> bytes | None: ...
+    def write_meta(self, name: str, data: bytes) -> None: ...
+    def file_size(self, path: str) -> int: ...
+    def read_chunks(
+        self, path: str, start: int = 0, length: int | None = None
+    ) -> Iterator[bytes]: ...
