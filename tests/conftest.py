@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 
 import pytest
+
+from gitops_sync.adapters.azurite import Azurite
 
 
 @pytest.fixture(autouse=True)
@@ -19,3 +22,16 @@ def _git_identity(monkeypatch: pytest.MonkeyPatch) -> None:
     }.items():
         monkeypatch.setenv(key, value)
     os.environ.pop("GIT_DIR", None)
+
+
+@pytest.fixture(scope="session")
+def azurite() -> Iterator[Azurite]:
+    """One real Azurite (blob, queue, table; in memory; free ports) for the whole session."""
+    with Azurite() as az:
+        yield az
+
+
+@pytest.fixture()
+def storage(azurite: Azurite) -> str:
+    """The session Azurite's connection string."""
+    return azurite.connection_string
