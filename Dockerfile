@@ -1,0 +1,32 @@
+# gitops-sync as an Azure Functions (Python 3.11, v2 model) container.
+# Layers go from least to most often changed: OS packages, Python dependencies, app code.
+FROM mcr.microsoft.com/azure-functions/python:4-python3.11
+
+SHELL ["/bin/bash", "-o", "pipefail", "-c"]
+
+# The worker drives git as a subprocess (ls-tree, cat-file --batch, fetch).
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends git \
+ && rm -rf /var/lib/apt/lists/*
+
+ENV AzureWebJobsScriptRoot=/home/site/wwwroot \
+    AzureFunctionsJobHost__Logging__Console__IsEnabled=true \
+    PYTHON_ENABLE_INIT_INDEXING=1 \
+    WORKSPACE_ROOT=/workspace \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PYTHONDONTWRITEBYTECODE=1
+
+# Dependencies before code, so an edit under workflows/ reuses this layer.
+COPY workflows/requirements.txt /tmp/requirements.txt
+RUN pip install --no-cache-dir -r /tmp/requirements.txt
+
+# Set by docker-compose.dev.yml only when GITOPS_SYNC_DEBUGPY_PORT is set; never in production.
+ARG INSTALL_DEBUGPY=""
+RUN if [ -n "$INSTALL_DEBUGPY" ]; then pip install --no-cache-dir debugpy==1.8.22; fi
+
+COPY workflows/ /home/site/wwwroot/
+
+# The workspace: the Azure Files share the Function App mounts here (azureStorageAccounts),
+# a named volume under docker-compose.dev.yml.
+RUN mkdir -p /workspace
+VOLUME ["/workspace"]
