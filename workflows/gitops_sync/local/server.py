@@ -1,0 +1,86 @@
+"""The HTTP half of the local stack: the Starlette app under uvicorn on 127.0.0.1:PORT.
+
+The socket is bound up front, so a taken port fails at once with one clear line
+and ``--port 0`` gets a free one; stopping is the stack's job, not uvicorn's.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import logging
+import socket
+from collections.abc import Iterator
+from typing import Any
+
+import uvicorn
+
+from ..core.errors import UsageError
+
+log = logging.getLogger("gitops_sync")
+
+LOOPBACK = "127.0.0.1"
+
+
+class _QuietServer(uvicorn.Server):
+    """A uvicorn server that leaves SIGTERM/SIGINT to the stack.
+
+    uvicorn's own handlers re-raise the signal after shutdown, which would end
+    the process "killed by SIGTERM" instead of exiting 0 after a clean stop.
+    """
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def bind(port: int, host: str = LOOPBACK) -> socket.socket:
+    """A listening TCP socket on ``host:port`` (``port`` 0: any free one)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise UsageError(f"port {port} on {host} is already in use (try --port)") from exc
+        raise UsageError(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+class LocalServer:
+    """uvicorn serving ``app`` on an already bound loopback socket."""
+
+    def __init__(self, app: Any, port: int = 7071, host: str = LOOPBACK) -> None:
+        self.host = host
+        self._sock = bind(port, host)
+        self.port: int = self._sock.getsockname()[1]
+        config = uvicorn.Config(
+            app,
+            lifespan="off",
+            log_level="warning",
+            access_log=False,
+            server_header=False,
+            timeout_graceful_shutdown=10,
+        )
+        self._server = _QuietServer(config)
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def started(self) -> bool:
+        return bool(self._server.started)
+
+    async def serve(self) -> None:
+        """Serve until ``stop()``; in-flight requests finish first."""
+        try:
+            await self._server.serve(sockets=[self._sock])
+        finally:
+            self._sock.close()
+
+    def stop(self) -> None:
+        self._server.should_exit = True
