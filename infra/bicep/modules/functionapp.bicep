@@ -1,0 +1,173 @@
+// The Linux Function App (our container image) on an Elastic Premium plan, which can mount Azure
+// Files: the workspace share is mounted at /workspace, and every contract setting is an app setting.
+
+@description('Azure region.')
+param location string
+
+@description('Name of the Function App (also its host name).')
+param name string
+
+@description('Name of the Elastic Premium plan.')
+param planName string
+
+@description('Elastic Premium plan size.')
+@allowed([
+  'EP1'
+  'EP2'
+  'EP3'
+])
+param planSku string
+
+@description('Most instances the app scales out to.')
+@minValue(1)
+param maximumWorkerCount int
+
+@description('Container image to run, e.g. myregistry.azurecr.io/gitops-sync:1.0.0.')
+param containerImage string
+
+@description('Pull the image with the app identity (the image lives in an Azure Container Registry).')
+param pullWithIdentity bool
+
+@description('Resource id of the user-assigned identity the app runs as.')
+param identityId string
+
+@description('Client id of that identity (for identity-based storage and Azure SDK clients).')
+param identityClientId string
+
+@description('Storage account for AzureWebJobsStorage (identity-based) and the workspace share.')
+param storageAccountName string
+
+@description('Azure Files share mounted as the workspace.')
+param workspaceShareName string
+
+@description('Also set WORKSPACE_SHARE: reach the workspace through the Azure Files API, not the mount.')
+param workspaceThroughFilesApi bool
+
+@description('Key Vault holding the secrets.')
+param keyVaultName string
+
+@description('Key Vault secret with the webhook HMAC secret.')
+param webhookSecretName string
+
+@description('Key Vault secret with the git token; empty for none.')
+param gitTokenSecretName string
+
+@description('SYNC_REPOSITORY: owner/name exactly as GitHub sends it.')
+param syncRepository string
+
+@description('SYNC_REPO_URL; empty means https://github.com/<SYNC_REPOSITORY>.git.')
+param syncRepoUrl string
+
+@description('SYNC_BRANCH: the tracked branch.')
+param syncBranch string
+
+@description('SYNC_QUEUE: the queue of sync jobs.')
+param syncQueueName string
+
+@description('Application Insights connection string.')
+param appInsightsConnectionString string
+
+@description('Tags for the plan and the app.')
+param tags object = {}
+
+// The contract's WORKSPACE_ROOT default; the share is mounted exactly there.
+var workspaceMountPath = '/workspace'
+
+resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
+  name: storageAccountName
+}
+
+var baseSettings = [
+  // Functions host and platform.
+  { name: 'FUNCTIONS_EXTENSION_VERSION', value: '~4' }
+  { name: 'FUNCTIONS_WORKER_RUNTIME', value: 'python' }
+  { name: 'PYTHON_ENABLE_INIT_INDEXING', value: '1' }
+  { name: 'WEBSITES_ENABLE_APP_SERVICE_STORAGE', value: 'false' }
+  { name: 'APPLICATIONINSIGHTS_CONNECTION_STRING', value: appInsightsConnectionString }
+  // Identity-based AzureWebJobsStorage: no connection string, no key in the settings.
+  { name: 'AzureWebJobsStorage__accountName', value: storage.name }
+  { name: 'AzureWebJobsStorage__credential', value: 'managedidentity' }
+  { name: 'AzureWebJobsStorage__clientId', value: identityClientId }
+  // DefaultAzureCredential in the app's own SDK clients picks the user-assigned identity.
+  { name: 'AZURE_CLIENT_ID', value: identityClientId }
+  // The contract's settings.
+  {
+    name: 'GITHUB_WEBHOOK_SECRET'
+    value: '@Microsoft.KeyVault(VaultName=${keyVaultName};SecretName=${webhookSecretName})'
+  }
+  { name: 'SYNC_REPOSITORY', value: syncRepository }
+  { name: 'SYNC_REPO_URL', value: syncRepoUrl }
+  { name: 'SYNC_BRANCH', value: syncBranch }
+  { name: 'WORKSPACE_ROOT', value: workspaceMountPath }
+  { name: 'SYNC_QUEUE', value: syncQueueName }
+]
+
+// Key Vault references resolve with the app identity (keyVaultReferenceIdentity below).
+var gitTokenReference = '@Microsoft.KeyVault(VaultName=${keyVaultName};SecretName=${gitTokenSecretName})'
+var gitTokenSettings = empty(gitTokenSecretName) ? [] : [{ name: 'GIT_TOKEN', value: gitTokenReference }]
+
+var workspaceShareSettings = workspaceThroughFilesApi ? [{ name: 'WORKSPACE_SHARE', value: workspaceShareName }] : []
+
+resource plan 'Microsoft.Web/serverfarms@2023-12-01' = {
+  name: planName
+  location: location
+  tags: tags
+  kind: 'elastic'
+  sku: {
+    name: planSku
+    tier: 'ElasticPremium'
+  }
+  properties: {
+    reserved: true
+    maximumElasticWorkerCount: maximumWorkerCount
+  }
+}
+
+resource site 'Microsoft.Web/sites@2023-12-01' = {
+  name: name
+  location: location
+  tags: tags
+  kind: 'functionapp,linux,container'
+  identity: {
+    type: 'UserAssigned'
+    userAssignedIdentities: {
+      '${identityId}': {}
+    }
+  }
+  properties: {
+    serverFarmId: plan.id
+    reserved: true
+    httpsOnly: true
+    keyVaultReferenceIdentity: identityId
+    siteConfig: {
+      linuxFxVersion: 'DOCKER|${containerImage}'
+      acrUseManagedIdentityCreds: pullWithIdentity
+      acrUserManagedIdentityID: pullWithIdentity ? identityClientId : ''
+      minimumElasticInstanceCount: 1
+      functionAppScaleLimit: maximumWorkerCount
+      ftpsState: 'Disabled'
+      minTlsVersion: '1.2'
+      http20Enabled: true
+      appSettings: concat(baseSettings, gitTokenSettings, workspaceShareSettings)
+    }
+  }
+}
+
+// App Service mounts Azure Files only with the account key (kept out of app settings).
+resource workspaceMount 'Microsoft.Web/sites/config@2023-12-01' = {
+  parent: site
+  name: 'azurestorageaccounts'
+  properties: {
+    workspace: {
+      type: 'AzureFiles'
+      protocol: 'Smb'
+      accountName: storage.name
+      shareName: workspaceShareName
+      mountPath: workspaceMountPath
+      accessKey: storage.listKeys().keys[0].value
+    }
+  }
+}
+
+output name string = site.name
+output defaultHostName string = site.properties.defaultHostName
