@@ -84,3 +84,7 @@ class LocalServer:
 
     def stop(self) -> None:
         self._server.should_exit = True
+
+    def close(self) -> None:
+        """Release the socket of a server that will not serve."""
+        self._sock.close()
