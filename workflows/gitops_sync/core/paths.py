@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import posixpath
 import re
+from urllib.parse import unquote
 
 # Azure Files (SMB semantics): these characters are refused in names, as are
 # control characters and a trailing dot or space. Limits: 255 per component,
@@ -45,3 +46,32 @@ def safe_relative_path(raw: str) -> str | None:
     if norm.split("/", 1)[0] == ".gitops-sync":
         return None
     return norm
+
+
+#: how many rounds of percent-decoding a client path is checked through
+_DECODE_ROUNDS = 4
+
+
+def safe_client_path(raw: str) -> str | None:
+    """``safe_relative_path`` for a path that came in a URL, once already percent-decoded.
+
+    A path that would turn unsafe after any further round of percent-decoding
+    (``%2e%2e``, ``%2f``, ``%252e%252e``, ...) is refused too: some layer between
+    the client and a store might decode it again. The reserved directory is
+    refused in any letter case (case-insensitive stores). Returns ``""`` for the root.
+    """
+    if not isinstance(raw, str):
+        return None
+    norm = safe_relative_path(raw)
+    if norm is None or norm.split("/", 1)[0].lower() == ".gitops-sync":
+        return None
+    current = raw
+    for _ in range(_DECODE_ROUNDS):
+        decoded = unquote(current)
+        if decoded == current:
+            return norm
+        again = safe_relative_path(decoded)
+        if again is None or again.split("/", 1)[0].lower() == ".gitops-sync":
+            return None
+        current = decoded
+    return None  # still decoding after every round: nobody writes names like that
