@@ -84,3 +84,8 @@ def default_cache_dir(env: Mapping[str, str] | None = None) -> Path:
     env = os.environ if env is None else env
     base = env.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return Path(base) / "gitops-sync" / "repos"
+
+
+def app_setting(name: str) -> str | None:
+    """One app setting by name: a connection keeps its secret as the NAME of one."""
+    return os.environ.get(name) or None

@@ -1,0 +1,133 @@
+"""Azure Storage Queues (azure-storage-queue): the sync-job queue and its poison queue.
+
+Messages are base64 text, as the Functions queue trigger expects
+(``messageEncoding: base64`` in host.json). SDK errors become ``StorageError``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from azure.core.exceptions import AzureError, ResourceExistsError, ResourceNotFoundError
+from azure.storage.queue import (
+    QueueClient,
+    TextBase64DecodePolicy,
+    TextBase64EncodePolicy,
+)
+
+from ..core.errors import StorageError
+from ..core.redact import redact
+
+POISON_SUFFIX = "-poison"  # the Functions host's name for a queue's poison queue
+
+
+@dataclass(frozen=True, slots=True)
+class QueuedMessage:
+    id: str
+    pop_receipt: str
+    body: str
+    dequeue_count: int
+
+
+def _fail(exc: AzureError, what: str) -> StorageError:
+    message = getattr(exc, "message", None) or str(exc)
+    first = redact(str(message)).splitlines()[0] if message else type(exc).__name__
+    return StorageError(f"queue storage: {what} failed: {first}")
+
+
+class JobQueue:
+    """One queue; ``poison()`` gives its poison queue."""
+
+    def __init__(self, client: QueueClient) -> None:
+        self.client = client
+        self.name = client.queue_name
+        self._created = False
+
+    @staticmethod
+    def _policies() -> dict[str, Any]:
+        return {
+            "message_encode_policy": TextBase64EncodePolicy(),
+            "message_decode_policy": TextBase64DecodePolicy(),
+        }
+
+    @classmethod
+    def from_connection_string(cls, conn: str, name: str) -> JobQueue:
+        return cls(QueueClient.from_connection_string(conn, name, **cls._policies()))
+
+    @classmethod
+    def from_account(cls, account: str, credential: Any, name: str) -> JobQueue:
+        url = f"https://{account}.queue.core.windows.net"
+        return cls(QueueClient(url, name, credential=credential, **cls._policies()))
+
+    def poison(self) -> JobQueue:
+        c = self.client
+        return JobQueue(
+            QueueClient(
+                c.url.rsplit("/", 1)[0],
+                self.name + POISON_SUFFIX,
+                credential=c.credential,
+                **self._policies(),
+            )
+        )
+
+    def ensure(self) -> None:
+        if self._created:
+            return
+        try:
+            self.client.create_queue()
+        except ResourceExistsError:
+            pass
+        except AzureError as exc:
+            raise _fail(exc, f"creating queue {self.name}") from exc
+        self._created = True
+
+    def send(self, body: str) -> str:
+        """Queue ``body``; returns the message id."""
+        self.ensure()
+        try:
+            return str(self.client.send_message(body).id)
+        except AzureError as exc:
+            raise _fail(exc, f"sending to {self.name}") from exc
+
+    def receive(self, max_messages: int = 1, visibility_timeout: int = 300) -> list[QueuedMessage]:
+        """Up to ``max_messages``, hidden from other receivers for ``visibility_timeout`` s."""
+        self.ensure()
+        try:
+            got = self.client.receive_messages(
+                messages_per_page=max_messages,
+                visibility_timeout=visibility_timeout,
+                max_messages=max_messages,
+            )
+            return [
+                QueuedMessage(m.id, m.pop_receipt or "", str(m.content), int(m.dequeue_count or 1))
+                for m in got
+            ]
+        except AzureError as exc:
+            raise _fail(exc, f"receiving from {self.name}") from exc
+
+    def delete(self, message: QueuedMessage) -> None:
+        """Delete after processing; succeeds when already gone."""
+        try:
+            self.client.delete_message(message.id, message.pop_receipt)
+        except ResourceNotFoundError:
+            pass
+        except AzureError as exc:
+            raise _fail(exc, f"deleting from {self.name}") from exc
+
+    def release(self, message: QueuedMessage, delay: int = 0) -> None:
+        """Make a message visible again after ``delay`` s (a retry)."""
+        try:
+            self.client.update_message(message.id, message.pop_receipt, visibility_timeout=delay)
+        except ResourceNotFoundError:
+            pass
+        except AzureError as exc:
+            raise _fail(exc, f"releasing a message of {self.name}") from exc
+
+    def peek_count(self) -> int:
+        """Approximate number of messages (for tests and status)."""
+        self.ensure()
+        try:
+            return int(self.client.get_queue_properties().approximate_message_count or 0)
+        except AzureError as exc:
+            raise _fail(exc, f"reading {self.name}") from exc

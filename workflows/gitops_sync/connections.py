@@ -1,0 +1,237 @@
+"""Connections (repository -> branch, workspace, secret) and each one's recorded push order.
+
+A connection holds the NAME of the app setting with its webhook secret (a Key
+Vault reference in Azure), never the secret. The env variables describe the
+``default`` connection, the single-repository shortcut.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from .adapters.tables import Tables
+from .core.errors import StorageError, UsageError
+from .settings import Settings
+
+DEFAULT_ID = "default"
+_PK = "connection"
+_SETTING_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,127}$")
+_REPOSITORY = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
+_ID = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+
+SettingLookup = Callable[[str], "str | None"]
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+def slug(repository: str) -> str:
+    """A connection id from ``owner/name``: lower case, safe as a table key and folder."""
+    out = re.sub(r"[^a-z0-9]+", "-", repository.lower()).strip("-")
+    return out[:63].rstrip("-") or "repo"
+
+
+@dataclass(frozen=True, slots=True)
+class Connection:
+    id: str
+    repository: str  # owner/name as GitHub sends it in repository.full_name
+    branch: str
+    repo_url: str
+    secret_setting: str | None = None
+    token_setting: str | None = None
+    workspace: str | None = None  # a folder under WORKSPACE_ROOT; None: the root itself
+    share: str | None = None  # an Azure Files share instead of a folder
+    # resolved from app settings when loaded; never stored, never printed
+    secret: str | None = field(default=None, repr=False, compare=False)
+    token: str | None = field(default=None, repr=False, compare=False)
+
+    def describe(self) -> dict[str, Any]:
+        """A JSON-safe view without secret values (setting names only)."""
+        return {
+            "id": self.id,
+            "repository": self.repository,
+            "branch": self.branch,
+            "repo_url": self.repo_url,
+            "secret_setting": self.secret_setting,
+            "token_setting": self.token_setting,
+            "workspace": (self.share and f"share:{self.share}") or self.workspace or ".",
+            "secret_configured": bool(self.secret),
+        }
+
+    def to_entity(self) -> dict[str, Any]:
+        return {
+            "PartitionKey": _PK,
+            "RowKey": self.id,
+            "repository": self.repository,
+            "repository_key": self.repository.casefold(),
+            "branch": self.branch,
+            "repo_url": self.repo_url,
+            "secret_setting": self.secret_setting or "",
+            "token_setting": self.token_setting or "",
+            "workspace": self.workspace or "",
+            "share": self.share or "",
+            "updated_at": now_iso(),
+        }
+
+
+def validate(conn: Connection) -> None:
+    """Raise ``UsageError`` naming the first field that breaks its rule."""
+    if not _ID.match(conn.id):
+        raise UsageError(f"connection id {conn.id!r}: use a-z, 0-9 and '-', 1-63 characters")
+    if not _REPOSITORY.match(conn.repository):
+        raise UsageError(f"repository {conn.repository!r}: expected owner/name")
+    for name in (conn.secret_setting, conn.token_setting):
+        if name is not None and not _SETTING_NAME.match(name):
+            raise UsageError(f"{name!r} is not an app setting name (the NAME, not the value)")
+    if not conn.branch or conn.branch.startswith(("-", "refs/")) or ".." in conn.branch:
+        raise UsageError(f"branch {conn.branch!r}: give a branch name such as main")
+    if conn.workspace is not None:
+        parts = conn.workspace.split("/")
+        if conn.workspace.startswith("/") or any(p in ("", ".", "..") for p in parts):
+            raise UsageError(f"workspace {conn.workspace!r}: a relative folder under the root")
+        if parts[0] == ".gitops-sync":
+            raise UsageError("workspace: .gitops-sync is reserved")
+
+
+class ConnectionStore:
+    """The default (env) connection plus those kept in Table Storage."""
+
+    def __init__(self, tables: Tables, settings: Settings, lookup: SettingLookup) -> None:
+        self.tables = tables
+        self.settings = settings
+        self.lookup = lookup
+
+    def default(self) -> Connection | None:
+        s = self.settings
+        if not s.repository:
+            return None
+        return Connection(
+            id=DEFAULT_ID,
+            repository=s.repository,
+            branch=s.branch,
+            repo_url=s.repo_url or f"https://github.com/{s.repository}.git",
+            secret_setting="GITHUB_WEBHOOK_SECRET",  # noqa: S106 (a setting's name)
+            token_setting="GIT_TOKEN",  # noqa: S106 (a setting's name)
+            secret=s.webhook_secret,
+            token=s.git_token,
+        )
+
+    def _from_entity(self, e: dict[str, Any]) -> Connection:
+        secret_name = e.get("secret_setting") or None
+        token_name = e.get("token_setting") or None
+        return Connection(
+            id=str(e["RowKey"]),
+            repository=str(e["repository"]),
+            branch=str(e["branch"]),
+            repo_url=str(e["repo_url"]),
+            secret_setting=secret_name,
+            token_setting=token_name,
+            workspace=e.get("workspace") or None,
+            share=e.get("share") or None,
+            secret=self.lookup(secret_name) if secret_name else None,
+            token=self.lookup(token_name) if token_name else None,
+        )
+
+    def stored(self) -> Iterator[Connection]:
+        for e in self.tables.query("connections", "PartitionKey eq @pk", pk=_PK):
+            yield self._from_entity(e)
+
+    def all(self) -> list[Connection]:
+        found = [c for c in (self.default(),) if c is not None]
+        return found + sorted(self.stored(), key=lambda c: c.id)
+
+    def get(self, conn_id: str) -> Connection | None:
+        if conn_id == DEFAULT_ID:
+            return self.default()
+        got = self.tables.get("connections", _PK, conn_id) if _ID.match(conn_id) else None
+        return self._from_entity(got[0]) if got else None
+
+    def for_repository(self, full_name: str) -> Connection | None:
+        """The connection of ``repository.full_name`` (GitHub names are case-insensitive)."""
+        default = self.default()
+        if default is not None and default.repository.casefold() == full_name.casefold():
+            return default
+        for e in self.tables.query(
+            "connections",
+            "PartitionKey eq @pk and repository_key eq @key",
+            pk=_PK,
+            key=full_name.casefold(),
+        ):
+            return self._from_entity(e)
+        return None
+
+    def add(self, conn: Connection) -> None:
+        validate(conn)
+        if conn.id == DEFAULT_ID:
+            raise UsageError("'default' is the env connection (SYNC_REPOSITORY); choose another id")
+        default = self.default()
+        if default and default.repository.casefold() == conn.repository.casefold():
+            raise UsageError(f"{conn.repository} is already the env connection (SYNC_REPOSITORY)")
+        other = self.for_repository(conn.repository)
+        if other is not None and other.id != conn.id:
+            raise UsageError(f"{conn.repository} is already connected as {other.id!r}")
+        self.tables.replace("connections", conn.to_entity())
+
+    def remove(self, conn_id: str) -> bool:
+        if self.get(conn_id) is None or conn_id == DEFAULT_ID:
+            return False
+        self.tables.delete("connections", _PK, conn_id)
+        return True
+
+
+@dataclass(frozen=True, slots=True)
+class Head:
+    """The latest accepted push of a connection; ``seq`` only ever grows."""
+
+    seq: int = 0
+    job_id: str | None = None
+    commit: str | None = None
+    synced_commit: str | None = None
+
+
+class HeadStore:
+    """Per-connection push order, updated with ETag optimistic concurrency."""
+
+    def __init__(self, tables: Tables) -> None:
+        self.tables = tables
+
+    def read(self, conn_id: str) -> Head:
+        got = self.tables.get("state", conn_id, "head")
+        if got is None:
+            return Head()
+        e = got[0]
+        return Head(
+            int(e.get("seq", 0)),
+            e.get("job_id") or None,
+            e.get("commit") or None,
+            e.get("synced_commit") or None,
+        )
+
+    def advance(self, conn_id: str, job_id: str, commit: str | None, attempts: int = 50) -> int:
+        """Record ``job_id`` as the connection's newest job; returns its sequence number."""
+        for _ in range(attempts):
+            got = self.tables.get("state", conn_id, "head")
+            entity: dict[str, Any] = {"PartitionKey": conn_id, "RowKey": "head"}
+            if got is None:
+                entity.update(seq=1, job_id=job_id, commit=commit or "", updated_at=now_iso())
+                if self.tables.insert("state", entity):
+                    return 1
+                continue
+            current, etag = got
+            seq = int(current.get("seq", 0)) + 1
+            entity.update(current)
+            entity.update(seq=seq, job_id=job_id, commit=commit or "", updated_at=now_iso())
+            if self.tables.replace("state", entity, etag=etag):
+                return seq
+        raise StorageError(f"too much contention recording a push for {conn_id}")
+
+    def mark_synced(self, conn_id: str, commit: str) -> None:
+        # A merge touches only this property, so it never undoes a concurrent advance().
+        self.tables.merge(
+            "state", {"PartitionKey": conn_id, "RowKey": "head", "synced_commit": commit}
+        )

@@ -1,0 +1,118 @@
+"""``AppContext``: settings plus the storage adapters, built once per process.
+
+Both hosts (the Functions app and the local server) build one with
+``AppContext.from_settings`` and hand it to every route handler and the worker.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..adapters.dir_store import DirectoryStore
+from ..adapters.leases import WorkspaceLeases
+from ..adapters.queues import JobQueue
+from ..adapters.tables import Tables
+from ..connections import DEFAULT_ID, ConnectionStore, HeadStore
+from ..core.errors import UsageError
+from ..jobs import JobStore
+from ..ports import WorkspaceStore
+from ..settings import Settings, app_setting, azurite_connection_string
+
+#: host.json's queues.maxDequeueCount: the attempt that fails last records the job failed
+MAX_DEQUEUE = 5
+DEFAULT_PREFIX = "gitopssync"
+
+
+def storage_connection(settings: Settings) -> str | None:
+    conn = settings.storage_connection
+    if conn and conn.replace(" ", "").lower() == "usedevelopmentstorage=true":
+        return azurite_connection_string()  # not every SDK here parses the shorthand
+    return conn
+
+
+@dataclass
+class AppContext:
+    settings: Settings
+    tables: Tables
+    queue: JobQueue
+    leases: WorkspaceLeases
+    connections: ConnectionStore
+    heads: HeadStore
+    jobs: JobStore
+    enforce_keys: bool = False
+    max_dequeue: int = MAX_DEQUEUE
+    lease_wait_s: float = 30.0  # how long a job waits for another sync of its workspace
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: Settings,
+        *,
+        enforce_keys: bool = False,
+        prefix: str = DEFAULT_PREFIX,
+        lookup: Callable[[str], str | None] = app_setting,
+        **options: Any,
+    ) -> AppContext:
+        """Build the adapters (no network I/O here: tables and queues are created on use).
+
+        ``prefix`` names the tables and the lease container, so two stacks (or two
+        tests) can share one storage account without seeing each other.
+        """
+        conn = storage_connection(settings)
+        leases_container = f"{prefix.lower()}-leases"
+        if conn:
+            tables = Tables.from_connection_string(conn, prefix)
+            queue = JobQueue.from_connection_string(conn, settings.queue)
+            leases = WorkspaceLeases.from_connection_string(conn, leases_container)
+        elif settings.storage_account_name:
+            from azure.identity import DefaultAzureCredential
+
+            cred = DefaultAzureCredential()
+            account = settings.storage_account_name
+            tables = Tables.from_account(account, cred, prefix)
+            queue = JobQueue.from_account(account, cred, settings.queue)
+            leases = WorkspaceLeases.from_account(account, cred, leases_container)
+        else:
+            raise UsageError("no storage configured: set AzureWebJobsStorage")
+        return cls(
+            settings=settings,
+            tables=tables,
+            queue=queue,
+            leases=leases,
+            connections=ConnectionStore(tables, settings, lookup),
+            heads=HeadStore(tables),
+            jobs=JobStore(tables),
+            enforce_keys=enforce_keys,
+            **options,
+        )
+
+    def secrets(self) -> list[str]:
+        """Every secret value known to this process (for redaction)."""
+        return self.settings.secrets()
+
+    def workspace_store(self, connection_id: str | None = None) -> WorkspaceStore:
+        """The workspace of a connection (``None``: the default one, ``WORKSPACE_ROOT``)."""
+        # A new store each time: stores cache what they saw, and syncs change it.
+        key = connection_id or DEFAULT_ID
+        share = self.settings.workspace_share
+        folder: str | None = None
+        if key != DEFAULT_ID:
+            conn = self.connections.get(key)
+            if conn is None:
+                raise UsageError(f"no connection {key!r}")
+            share, folder = conn.share, conn.workspace or (None if conn.share else conn.id)
+        store: WorkspaceStore
+        if share:
+            from ..adapters.azure_files import AzureFilesStore  # only Azure Files needs it
+
+            conn_str = storage_connection(self.settings)
+            if not conn_str:
+                raise UsageError("WORKSPACE_SHARE needs AzureWebJobsStorage as a connection string")
+            store = AzureFilesStore.from_connection_string(conn_str, share)
+        else:
+            root: Path = self.settings.workspace_root
+            store = DirectoryStore(root / folder if folder else root)
+        return store

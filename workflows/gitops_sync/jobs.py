@@ -1,0 +1,143 @@
+"""Sync jobs: the record of one requested reconcile, from queued to a final status.
+
+Statuses: queued -> running -> succeeded | failed | superseded (a newer push of
+the same connection took over). Records live in Table Storage, one entity each.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from .adapters.tables import Tables
+from .connections import now_iso
+from .core.redact import redact
+
+QUEUED, RUNNING, SUCCEEDED, FAILED, SUPERSEDED = (
+    "queued",
+    "running",
+    "succeeded",
+    "failed",
+    "superseded",
+)
+FINAL = frozenset({SUCCEEDED, FAILED, SUPERSEDED})
+_RK = "job"
+# Table string properties hold 64 KiB of UTF-16, i.e. 32K characters; keep a margin.
+SUMMARY_CHARS = 30_000
+ERROR_CHARS = 4_000
+
+
+def new_job_id() -> str:
+    return uuid.uuid4().hex
+
+
+@dataclass(slots=True)
+class Job:
+    job_id: str
+    connection: str
+    repository: str
+    commit: str | None  # the pushed commit (None for a timer reconcile until it runs)
+    kind: str = "push"  # push | reconcile
+    seq: int = 0
+    status: str = QUEUED
+    attempts: int = 0
+    delivery: str | None = None
+    created_at: str = field(default_factory=now_iso)
+    started_at: str | None = None
+    finished_at: str | None = None
+    duration_s: float | None = None
+    summary: dict[str, Any] | None = None
+    error: str | None = None
+    superseded_by: str | None = None
+
+    def public(self) -> dict[str, Any]:
+        """The contract's job document (plus a few informative fields)."""
+        return {
+            "job_id": self.job_id,
+            "commit": self.commit,
+            "status": self.status,
+            "summary": self.summary,
+            "error": self.error,
+            "connection": self.connection,
+            "repository": self.repository,
+            "kind": self.kind,
+            "attempts": self.attempts,
+            "created_at": self.created_at,
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+            "superseded_by": self.superseded_by,
+        }
+
+
+def fit_summary(summary: dict[str, Any], limit: int = SUMMARY_CHARS) -> dict[str, Any]:
+    """Trim the longest lists (skipped first) until the JSON fits one table property."""
+    out = json.loads(json.dumps(summary))
+    if len(json.dumps(out)) <= limit:
+        return out
+    skipped = out.get("skipped") or []
+    total = len(skipped)
+    while skipped and len(json.dumps(out)) > limit:
+        del skipped[len(skipped) // 2 :]  # halving: a few dumps even for huge lists
+    out["skipped_total"] = total
+    functions = out.get("functions") or {}
+    for key in ("invalid", "changed", "unchanged"):
+        items = functions.get(key)
+        if isinstance(items, list) and len(json.dumps(out)) > limit:
+            functions[f"{key}_total"] = len(items)
+            items.clear()
+    return out
+
+
+def clean_error(message: str, secrets: Iterable[str | None]) -> str:
+    """One line, no URL query strings or credentials, bounded in size."""
+    text = redact(" ".join(message.split()), secrets)
+    return text[:ERROR_CHARS]
+
+
+class JobStore:
+    def __init__(self, tables: Tables) -> None:
+        self.tables = tables
+
+    @staticmethod
+    def _entity(job: Job) -> dict[str, Any]:
+        doc = asdict(job)
+        doc["summary"] = json.dumps(fit_summary(job.summary)) if job.summary else ""
+        out = {k: v for k, v in doc.items() if v is not None}
+        out.update(PartitionKey=job.job_id, RowKey=_RK)
+        return out
+
+    @staticmethod
+    def _job(e: dict[str, Any]) -> Job:
+        names = Job.__dataclass_fields__
+        values = {k: v for k, v in e.items() if k in names}
+        values["summary"] = json.loads(e["summary"]) if e.get("summary") else None
+        values["seq"] = int(values.get("seq", 0))
+        values["attempts"] = int(values.get("attempts", 0))
+        if values.get("duration_s") is not None:
+            values["duration_s"] = float(values["duration_s"])
+        return Job(**values)
+
+    def create(self, job: Job) -> bool:
+        return self.tables.insert("jobs", self._entity(job))
+
+    def save(self, job: Job) -> None:
+        self.tables.replace("jobs", self._entity(job))
+
+    def get(self, job_id: str) -> Job | None:
+        if not job_id or not all(c.isalnum() or c in "-_" for c in job_id) or len(job_id) > 100:
+            return None  # never a valid key: not found, rather than a storage error
+        got = self.tables.get("jobs", job_id, _RK)
+        return self._job(got[0]) if got else None
+
+    def list(self, limit: int = 50, connection: str | None = None) -> list[Job]:
+        """Newest first."""
+        query = "RowKey eq @rk" + (" and connection eq @conn" if connection else "")
+        params: dict[str, Any] = {"rk": _RK}
+        if connection:
+            params["conn"] = connection
+        jobs = [self._job(e) for e in self.tables.query("jobs", query, **params)]
+        jobs.sort(key=lambda j: j.created_at, reverse=True)
+        return jobs[:limit]

@@ -1,0 +1,187 @@
+"""The queue worker: one message is "reconcile this connection now", as Flux treats a hook.
+
+Under the workspace's lease the job syncs the tracked branch's head as git sees
+it then, so the workspace only moves forward; a job that a newer push overtook
+ends ``superseded``. Errors say what the queue should do (``.permanent``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+from .adapters.dir_store import DirectoryStore
+from .adapters.git_source import GitSource
+from .connections import Connection, now_iso
+from .core.errors import GitopsSyncError
+from .intake import job_message
+from .jobs import FAILED, FINAL, QUEUED, RUNNING, SUCCEEDED, SUPERSEDED, Job, clean_error
+from .jobs import new_job_id as _new_job_id
+from .ports import WorkspaceStore
+from .sync import sync_workspace
+
+if TYPE_CHECKING:
+    from .http.context import AppContext
+
+log = logging.getLogger("gitops_sync")
+
+#: a queued/running job older than this no longer stops the timer from queuing another
+STALE_JOB_S = 3600.0
+
+
+def handle_message(ctx: AppContext, body: str, dequeue_count: int | None) -> None:
+    """Process one sync-job message.
+
+    Returns when the job is over (succeeded, failed for good, superseded, or not a
+    job at all); raises a transient error so the queue delivers it again. On the
+    last allowed delivery the job is recorded failed first, then the error is
+    raised, so the poison queue never holds a job that still looks alive.
+    """
+    try:
+        doc = json.loads(body)
+        job_id = doc["job_id"]
+        if not isinstance(job_id, str):
+            raise TypeError("job_id")
+    except (ValueError, TypeError, KeyError) as exc:
+        log.error("dropping an unreadable queue message (%s)", type(exc).__name__)
+        return
+    job = ctx.jobs.get(job_id)
+    if job is None:
+        log.warning("dropping a message for unknown job %s", job_id[:64])
+        return
+    if job.status in FINAL:
+        return  # a redelivery after the job was recorded done
+    attempt = dequeue_count if dequeue_count else job.attempts + 1
+    conn = ctx.connections.get(job.connection)
+    if conn is None:
+        _finish(ctx, job, FAILED, error=f"connection {job.connection!r} no longer exists")
+        return
+    secrets = [*ctx.secrets(), conn.secret, conn.token]
+    try:
+        _run(ctx, conn, job, attempt)
+    except Exception as exc:
+        permanent = isinstance(exc, GitopsSyncError) and exc.permanent
+        text = str(exc) if isinstance(exc, GitopsSyncError) else f"{type(exc).__name__}: {exc}"
+        job.error = clean_error(text, secrets)
+        job.attempts = max(job.attempts, attempt)
+        if permanent or attempt >= ctx.max_dequeue:
+            _finish(ctx, job, FAILED, error=job.error)
+            if permanent:
+                return
+        else:
+            job.status = QUEUED  # waiting for the queue's next delivery
+            ctx.jobs.save(job)
+            log.warning(
+                "job %s attempt %d failed, will retry: %s",
+                job.job_id,
+                attempt,
+                job.error,
+                extra={"job_id": job.job_id, "repository": conn.repository},
+            )
+        raise
+
+
+def _superseded(ctx: AppContext, job: Job) -> bool:
+    head = ctx.heads.read(job.connection)
+    if head.seq > job.seq and head.job_id != job.job_id:
+        job.superseded_by = head.job_id
+        _finish(ctx, job, SUPERSEDED)
+        return True
+    return False
+
+
+@contextlib.contextmanager
+def _local_lock(store: WorkspaceStore) -> Iterator[None]:
+    # A workspace folder may also be synced by `gitops-sync sync` on this machine.
+    if isinstance(store, DirectoryStore):
+        with store.lock():
+            yield
+    else:
+        yield
+
+
+def _run(ctx: AppContext, conn: Connection, job: Job, attempt: int) -> None:
+    if _superseded(ctx, job):
+        return
+    store = ctx.workspace_store(conn.id)
+    with ctx.leases.hold(conn.id, wait=ctx.lease_wait_s), _local_lock(store):
+        if _superseded(ctx, job):  # a newer push may have arrived while we waited
+            return
+        job.status, job.attempts, job.started_at = RUNNING, attempt, now_iso()
+        job.error = None
+        ctx.jobs.save(job)
+        started = time.monotonic()
+        source = GitSource(conn.repo_url, cache_dir=ctx.settings.cache_dir, token=conn.token)
+        ref = f"refs/heads/{conn.branch}"
+        # The branch head as git sees it now: never older than the push that queued us.
+        commit = source.resolve(ref)
+        result = sync_workspace(source, ref, store, commit=commit)
+        ctx.heads.mark_synced(conn.id, commit)
+        job.commit = job.commit or commit
+        _finish(ctx, job, SUCCEEDED, summary=result.as_json(), started=started)
+
+
+def _finish(
+    ctx: AppContext,
+    job: Job,
+    status: str,
+    *,
+    error: str | None = None,
+    summary: dict[str, object] | None = None,
+    started: float | None = None,
+) -> None:
+    job.status, job.finished_at = status, now_iso()
+    if error is not None:
+        job.error = error
+    if summary is not None:
+        job.summary = dict(summary)
+    if started is not None:
+        job.duration_s = round(time.monotonic() - started, 3)
+    ctx.jobs.save(job)
+    counts = {k: (job.summary or {}).get(k) for k in ("added", "updated", "deleted", "unchanged")}
+    fields = {
+        "job_id": job.job_id,
+        "repository": job.repository,
+        "commit": (job.summary or {}).get("commit") or job.commit,
+        "status": status,
+        "duration_s": job.duration_s,
+        **counts,
+    }
+    line = " ".join(f"{k}={v}" for k, v in fields.items() if v is not None)
+    if status == FAILED:
+        log.error("job %s: %s", line, job.error, extra=fields)
+    else:
+        log.info("job %s", line, extra=fields)
+
+
+def reconcile(ctx: AppContext) -> list[str]:
+    """The timer's pass: queue a reconcile of every connection that has no live job.
+
+    It repairs drift (files changed by hand) and catches webhooks that never came.
+    """
+    queued: list[str] = []
+    for conn in ctx.connections.all():
+        head = ctx.heads.read(conn.id)
+        current = ctx.jobs.get(head.job_id) if head.job_id else None
+        if current is not None and current.status in (QUEUED, RUNNING) and not _stale(current):
+            continue
+        job = Job(_new_job_id(), conn.id, conn.repository, None, kind="reconcile")
+        job.seq = ctx.heads.advance(conn.id, job.job_id, None)
+        ctx.jobs.create(job)
+        ctx.queue.send(job_message(job))
+        queued.append(job.job_id)
+        log.info("queued reconcile job %s for %s", job.job_id, conn.repository)
+    return queued
+
+
+def _stale(job: Job) -> bool:
+    try:
+        created = datetime.fromisoformat(job.created_at)
+    except ValueError:
+        return True
+    return (datetime.now(UTC) - created).total_seconds() > STALE_JOB_S
