@@ -1,0 +1,369 @@
+"""The ``WorkspaceStore`` contract (``ports.py``), one suite run against every store.
+
+Each test names the clause it checks; stores are parametrized in ``conftest.py``.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import threading
+from pathlib import Path
+
+import pytest
+
+from gitops_sync.adapters.azure_files import AzureFilesStore
+from gitops_sync.core.errors import StorageError, WorkspaceNotWritable
+from gitops_sync.core.model import MODE_EXEC, MODE_FILE
+from gitops_sync.ports import WorkspaceStore
+from tests.contract.conftest import StoreCase, fast_retry
+from tests.fakes.azure_files import FakeShare
+
+BIG = (4 << 20) + 12345  # more than one 4 MiB range on Azure Files
+
+
+def read_all(store: WorkspaceStore, path: str) -> bytes:
+    return b"".join(store.read_chunks(path))
+
+
+def pieces(data: bytes, size: int) -> list[bytes]:
+    return [data[i : i + size] for i in range(0, len(data), size)] or [b""]
+
+
+def git_blob_id(data: bytes, tmp_path: Path) -> str:
+    probe = tmp_path / "hash-object-input"
+    probe.write_bytes(data)
+    return subprocess.run(
+        ["git", "hash-object", str(probe)], check=True, capture_output=True, text=True
+    ).stdout.strip()
+
+
+@pytest.mark.parametrize(
+    ("size", "piece"),
+    [(0, 1), (1, 1), (70_000, 1000), (BIG, 1 << 20)],
+    ids=["empty", "one-byte", "small-in-pieces", "over-one-range"],
+)
+def test_write_then_read_back(store: WorkspaceStore, tmp_path: Path, size: int, piece: int):
+    """A written file reads back byte for byte, with its size and git blob id."""
+    data = os.urandom(size)
+    stamp = store.write_file("dir/file.bin", MODE_FILE, pieces(data, piece))
+    assert data == read_all(store, "dir/file.bin")
+    assert size == store.file_size("dir/file.bin")
+    content = store.hash_file("dir/file.bin")
+    assert git_blob_id(data, tmp_path) == content.blob_id
+    assert MODE_FILE == content.mode
+    assert stamp == store.list().files["dir/file.bin"].stamp
+
+
+@pytest.mark.parametrize("mode", [MODE_FILE, MODE_EXEC], ids=["regular", "executable"])
+def test_mode_is_kept_and_changed(store: WorkspaceStore, mode: int):
+    """``hash_file`` reports the mode written, and ``set_mode`` changes it."""
+    other = MODE_EXEC if mode == MODE_FILE else MODE_FILE
+    store.write_file("run.sh", mode, [b"#!/bin/sh\n"])
+    assert mode == store.hash_file("run.sh").mode
+    store.set_mode("run.sh", other)
+    assert other == store.hash_file("run.sh").mode
+    assert b"#!/bin/sh\n" == read_all(store, "run.sh")
+
+
+def test_write_creates_parents_and_list_shows_them(store: WorkspaceStore):
+    """``write_file`` creates missing parents; ``list`` shows every file and directory."""
+    store.write_file("a/b/c/deep.txt", MODE_FILE, [b"deep"])
+    store.write_file("a/top.txt", MODE_FILE, [b"top!!"])
+    store.write_file("root.txt", MODE_FILE, [b"r"])
+    listing = store.list()
+    assert {"a", "a/b", "a/b/c"} == listing.dirs
+    assert {"a/b/c/deep.txt": 4, "a/top.txt": 5, "root.txt": 1} == {
+        p: f.size for p, f in listing.files.items()
+    }
+    assert {"file"} == {f.kind for f in listing.files.values()}
+
+
+def test_stamp_changes_on_every_write_and_mode_change(store: WorkspaceStore):
+    """A file's stamp changes when it is rewritten (even with the same bytes) or re-moded."""
+    first = store.write_file("f.txt", MODE_FILE, [b"same"])
+    second = store.write_file("f.txt", MODE_FILE, [b"same"])
+    third = store.set_mode("f.txt", MODE_EXEC)
+    assert len({first, second, third}) == 3
+    assert third == store.list().files["f.txt"].stamp
+
+
+def test_stamp_is_stable_without_changes(store: WorkspaceStore):
+    """Listing twice without a change reports the same stamp (no false drift)."""
+    stamp = store.write_file("f.txt", MODE_FILE, [b"x"])
+    store.hash_file("f.txt")
+    list(store.read_chunks("f.txt"))
+    assert stamp == store.list().files["f.txt"].stamp == store.list().files["f.txt"].stamp
+
+
+def test_listing_excludes_bookkeeping(store: WorkspaceStore):
+    """``.gitops-sync/`` (manifest, temporaries) never appears in ``list``."""
+    store.write_meta("manifest.json", b"{}")
+    store.write_file("kept.txt", MODE_FILE, [b"k"])
+    listing = store.list()
+    assert ["kept.txt"] == sorted(listing.files)
+    assert set() == listing.dirs
+
+
+def test_failed_write_keeps_the_old_file(store: WorkspaceStore):
+    """A write whose chunks raise midway leaves the old file whole and nothing else behind."""
+    store.write_file("f.bin", MODE_FILE, [b"old content"])
+
+    def broken():
+        yield b"new content, partly"
+        raise RuntimeError("source broke")
+
+    with pytest.raises(RuntimeError, match="source broke"):
+        store.write_file("f.bin", MODE_EXEC, broken())
+    with pytest.raises(RuntimeError, match="source broke"):
+        store.write_file("new/never.bin", MODE_FILE, broken())
+    assert b"old content" == read_all(store, "f.bin")
+    assert MODE_FILE == store.hash_file("f.bin").mode
+    assert ["f.bin"] == sorted(store.list().files)
+
+
+def test_concurrent_reader_never_sees_a_partial_file(store: WorkspaceStore):
+    """While a file is rewritten again and again, a reader sees one whole version or another."""
+    versions = [bytes([i]) * (300_000 + i * 1000) for i in range(4)]
+    store.write_file("hot.bin", MODE_FILE, [versions[0]])
+    stop = threading.Event()
+    seen: list[bytes] = []
+
+    def reader() -> None:
+        while not stop.is_set():
+            seen.append(read_all(store, "hot.bin"))
+
+    thread = threading.Thread(target=reader)
+    thread.start()
+    try:
+        for i in range(12):
+            data = versions[i % len(versions)]
+            store.write_file("hot.bin", MODE_FILE, pieces(data, 64_000))
+    finally:
+        stop.set()
+        thread.join()
+    assert seen, "the reader ran"
+    assert set(seen) <= set(versions)
+
+
+def test_delete_is_idempotent(store: WorkspaceStore):
+    """``delete_file``/``delete_dir`` succeed when the path is already gone."""
+    store.write_file("d/f.txt", MODE_FILE, [b"x"])
+    store.delete_file("d/f.txt")
+    store.delete_file("d/f.txt")
+    store.delete_dir("d")
+    store.delete_dir("d")
+    store.delete_file("never/was.txt")
+    store.delete_dir("never")
+    listing = store.list()
+    assert ({}, set()) == (listing.files, listing.dirs)
+
+
+def test_delete_dir_keeps_a_non_empty_directory(store: WorkspaceStore):
+    """``delete_dir`` removes only an empty directory; a non-empty one stays as it is."""
+    store.write_file("d/f.txt", MODE_FILE, [b"x"])
+    store.delete_dir("d")
+    assert b"x" == read_all(store, "d/f.txt")
+    assert {"d"} == store.list().dirs
+
+
+def test_meta_round_trip(store: WorkspaceStore):
+    """``read_meta`` is None when absent and returns what ``write_meta`` last wrote."""
+    assert store.read_meta("manifest.json") is None
+    store.write_meta("manifest.json", b'{"v": 1}')
+    store.write_meta("manifest.json", b'{"v": 2, "longer": true}')
+    assert b'{"v": 2, "longer": true}' == store.read_meta("manifest.json")
+
+
+@pytest.mark.parametrize(
+    ("start", "length"),
+    [(0, None), (0, 10), (7, None), (7, 10), (995, 100), (1000, None), (1000, 5), (3, 0)],
+    ids=["all", "head", "tail", "middle", "past-end", "at-end", "at-end-len", "zero"],
+)
+def test_ranged_reads(store: WorkspaceStore, start: int, length: int | None):
+    """``read_chunks(path, start, length)`` returns exactly that slice, clipped at the end."""
+    data = os.urandom(1000)
+    store.write_file("r.bin", MODE_FILE, [data])
+    end = None if length is None else start + length
+    assert data[start:end] == b"".join(store.read_chunks("r.bin", start, length))
+
+
+def test_ranged_read_across_ranges(store: WorkspaceStore):
+    """A range spanning the 4 MiB request size of Azure Files comes back whole and in order."""
+    data = os.urandom(BIG)
+    store.write_file("big.bin", MODE_FILE, [data])
+    start = (4 << 20) - 100
+    assert data[start : start + 5000] == b"".join(store.read_chunks("big.bin", start, 5000))
+
+
+def test_empty_file_reads(store: WorkspaceStore):
+    """An empty file has size 0 and reads as no bytes."""
+    store.write_file("empty", MODE_FILE, [])
+    assert 0 == store.file_size("empty")
+    assert b"" == read_all(store, "empty")
+
+
+@pytest.mark.parametrize("path", ["missing.txt", "dir", "dir/missing.txt"])
+def test_reads_of_missing_files_raise_file_not_found(store: WorkspaceStore, path: str):
+    """``file_size``/``read_chunks`` raise FileNotFoundError for a missing file or a directory."""
+    store.write_file("dir/present.txt", MODE_FILE, [b"p"])
+    with pytest.raises(FileNotFoundError):
+        store.file_size(path)
+    with pytest.raises(FileNotFoundError):
+        b"".join(store.read_chunks(path))
+
+
+def test_rename_moves_a_file(store: WorkspaceStore):
+    """``rename`` moves a file under a new name with its bytes and mode."""
+    store.write_file("old.sh", MODE_EXEC, [b"echo\n"])
+    store.rename("old.sh", "new.sh")
+    assert ["new.sh"] == sorted(store.list().files)
+    assert (b"echo\n", MODE_EXEC) == (read_all(store, "new.sh"), store.hash_file("new.sh").mode)
+
+
+def test_case_only_rename_on_case_insensitive_store(store: WorkspaceStore):
+    """On a case-insensitive store a case-only rename changes the listed spelling of both kinds."""
+    if not store.case_insensitive:
+        pytest.skip("case-sensitive store: a case-only rename is an ordinary rename")
+    store.write_file("Docs/readme.md", MODE_FILE, [b"hello"])
+    store.rename("Docs", "docs")
+    store.rename("docs/readme.md", "docs/README.md")
+    listing = store.list()
+    assert (["docs/README.md"], {"docs"}) == (sorted(listing.files), listing.dirs)
+    assert b"hello" == read_all(store, "docs/README.md")
+
+
+def test_clean_temporaries_keeps_the_workspace(store: WorkspaceStore):
+    """``clean_temporaries`` leaves files and the manifest alone, and writes still work after."""
+    store.write_meta("manifest.json", b"m")
+    store.write_file("a/f.txt", MODE_FILE, [b"f"])
+    store.clean_temporaries()
+    store.clean_temporaries()
+    store.write_file("a/g.txt", MODE_FILE, [b"g"])
+    assert ["a/f.txt", "a/g.txt"] == sorted(store.list().files)
+    assert b"m" == store.read_meta("manifest.json")
+
+
+def test_listing_a_store_never_written_is_empty(store_case: StoreCase):
+    """Before ``check_writable`` (a dry run on a new workspace) ``list`` is empty, not an error."""
+    listing = store_case.store.list()
+    assert ({}, set()) == (listing.files, listing.dirs)
+    assert store_case.store.read_meta("manifest.json") is None
+
+
+# ------------------------------------------------- directory store: odd entries
+def test_links_and_odd_entries_are_listed_as_links(store_case: StoreCase):
+    """A symlink or FIFO in a directory store is listed as kind "link" and never read through."""
+    if store_case.root is None:
+        pytest.skip("only a directory can hold links and FIFOs")
+    store = store_case.store
+    store.check_writable()
+    store.write_file("target.txt", MODE_FILE, [b"secret"])
+    os.symlink("target.txt", store_case.root / "link.txt")
+    os.mkfifo(store_case.root / "pipe")
+    listing = store.list()
+    assert {"link.txt": "link", "pipe": "link", "target.txt": "file"} == {
+        p: f.kind for p, f in listing.files.items()
+    }
+    with pytest.raises(FileNotFoundError):
+        store.file_size("link.txt")
+    with pytest.raises(FileNotFoundError):
+        b"".join(store.read_chunks("link.txt"))
+
+
+# --------------------------------------------- Azure Files: the SDK boundary
+def fake_store(fake: FakeShare, **options) -> AzureFilesStore:
+    options.setdefault("retry_policy", fast_retry())
+    return AzureFilesStore.from_connection_string(fake.connection_string, fake.share, **options)
+
+
+def test_azure_listing_downloads_nothing(azure_files_share: FakeShare):
+    """``list`` sees sizes and stamps from directory listings alone, without reading a file."""
+    store = fake_store(azure_files_share)
+    store.check_writable()
+    for i in range(5):
+        store.write_file(f"d{i}/f.txt", MODE_FILE, [b"x" * i])
+    azure_files_share.service.requests.clear()
+    listing = store.list()
+    assert 5 == len(listing.files)
+    ops = {(method, op) for method, op, _path in azure_files_share.service.requests}
+    assert {("GET", "list")} == ops
+
+
+def test_azure_listing_follows_pages(azure_files_share: FakeShare):
+    """A directory listed over several pages is seen whole."""
+    store = fake_store(azure_files_share)
+    store.check_writable()
+    for i in range(7):
+        store.write_file(f"many/f{i}.txt", MODE_FILE, [b"x"])
+    azure_files_share.service.page_size = 2
+    assert {f"many/f{i}.txt" for i in range(7)} == set(store.list().files)
+
+
+def test_azure_case_insensitive_and_case_preserving(azure_files_share: FakeShare):
+    """The store reports case-insensitivity and the Azure Files name rules."""
+    store = fake_store(azure_files_share)
+    assert store.case_insensitive is True
+    assert store.name_problem("ok/name.txt") is None
+    assert store.name_problem("bad:name") is not None
+
+
+@pytest.mark.parametrize(
+    ("status", "code", "error"),
+    [
+        (403, "AuthorizationPermissionMismatch", WorkspaceNotWritable),
+        (503, "ServerBusy", StorageError),
+        (500, "InternalError", StorageError),
+    ],
+    ids=["forbidden", "throttled", "server-error"],
+)
+def test_azure_errors_are_translated(azure_files_share: FakeShare, status, code, error):
+    """SDK errors surface as the project's errors, after the SDK's own retries."""
+    store = fake_store(azure_files_share)
+    store.check_writable()
+    azure_files_share.service.fail(status, code, times=10, method="PUT")
+    with pytest.raises(error) as info:
+        store.write_file("f.txt", MODE_FILE, [b"x"])
+    assert code in str(info.value)
+    assert isinstance(info.value.__cause__, Exception)
+
+
+def test_azure_transient_errors_are_retried_by_the_sdk(azure_files_share: FakeShare):
+    """A 503 or two is absorbed by the SDK's retry policy and the write succeeds."""
+    store = fake_store(azure_files_share)
+    store.check_writable()
+    azure_files_share.service.fail(503, "ServerBusy", times=2, method="PUT")
+    store.write_file("f.txt", MODE_FILE, [b"x"])
+    assert b"x" == read_all(store, "f.txt")
+
+
+def test_azure_network_failure_is_transient(azure_files_share: FakeShare):
+    """A service nobody answers on is a StorageError that names no secret."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    conn = azure_files_share.connection_string.replace(
+        f":{azure_files_share.service.port}/", f":{port}/"
+    )
+    store = AzureFilesStore.from_connection_string(
+        conn, "ws", retry_policy=fast_retry(total=0), connection_timeout=2
+    )
+    with pytest.raises(StorageError) as info:
+        store.check_writable()
+    assert azure_files_share.service.key not in str(info.value)
+
+
+def test_azure_errors_never_show_a_sas_token(azure_files_share: FakeShare):
+    """With a SAS in the URL, the error message carries the path but not the signature."""
+    sas = "sv=2024-11-04&sig=TOPSECRETSIGNATURE"
+    store = AzureFilesStore(
+        f"{azure_files_share.service.endpoint}?{sas}",
+        azure_files_share.share,
+        retry_policy=fast_retry(total=0),
+    )
+    azure_files_share.service.fail(403, "AuthenticationFailed", times=5)
+    with pytest.raises(WorkspaceNotWritable) as info:
+        store.check_writable()
+    assert "TOPSECRETSIGNATURE" not in str(info.value)
+    assert azure_files_share.share in str(info.value)
