@@ -1,0 +1,333 @@
+"""One set of setting names and defaults across settings.py, the contract, Bicep, compose and image.
+
+A name misspelled in any one place (``SYNC_QEUE``) is a setting silently never read; these tests
+find it. ``WHERE`` below says, for each contract setting, where it must be set and where not.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+from dataclasses import dataclass
+
+import pytest
+
+from gitops_sync import settings
+from gitops_sync.settings import Settings
+from tests.unit.test_infra import (
+    MAIN_BICEP,
+    REPO,
+    bicep,
+    compose_default,
+    compose_env,
+    declaration,
+    dockerfile_env,
+    function_app_settings,
+)
+
+SETTINGS_PY = REPO / "workflows" / "gitops_sync" / "settings.py"
+CONTRACT = REPO.parent / "shared" / "CONTRACT.md"
+HOST_JSON = REPO / "workflows" / "host.json"
+APP_ROOT = REPO / "workflows"
+
+
+@dataclass(frozen=True)
+class Where:
+    bicep: bool
+    compose: bool
+    why: str = ""
+
+
+#: Every contract setting, and whether the Function App (Bicep) and the dev compose set it.
+WHERE = {
+    "AzureWebJobsStorage": Where(False, True, "in Azure the identity-based form replaces it"),
+    "AzureWebJobsStorage__accountName": Where(True, False, "identity-based storage, Azure only"),
+    "GITHUB_WEBHOOK_SECRET": Where(True, True),
+    "SYNC_REPOSITORY": Where(True, True),
+    "SYNC_REPO_URL": Where(True, True),
+    "SYNC_BRANCH": Where(True, True),
+    "GIT_TOKEN": Where(True, True),
+    "WORKSPACE_ROOT": Where(True, True),
+    "WORKSPACE_SHARE": Where(True, False, "set in Azure only on request; dev uses the volume"),
+    "SYNC_QUEUE": Where(True, True),
+    "GITOPS_SYNC_API_KEY": Where(False, False, "the Functions host checks function keys instead"),
+}
+
+#: Settings of the Functions host, the platform and the Azure SDK (documented by Microsoft).
+HOST_SETTINGS = {
+    "FUNCTIONS_EXTENSION_VERSION",
+    "FUNCTIONS_WORKER_RUNTIME",
+    "PYTHON_ENABLE_INIT_INDEXING",
+    "WEBSITES_ENABLE_APP_SERVICE_STORAGE",
+    "APPLICATIONINSIGHTS_CONNECTION_STRING",
+    "AzureWebJobsStorage__credential",
+    "AzureWebJobsStorage__clientId",
+    "AZURE_CLIENT_ID",
+    "AzureWebJobsScriptRoot",
+    "AzureFunctionsJobHost__Logging__Console__IsEnabled",
+    "languageWorkers__python__arguments",
+    "PIP_DISABLE_PIP_VERSION_CHECK",
+    "PYTHONDONTWRITEBYTECODE",
+}
+
+#: Environment names settings.py may read beyond the contract: not settings of the product.
+PLATFORM_NAMES = {"XDG_CACHE_HOME"}
+
+
+def settings_py_names() -> set[str]:
+    """Names settings.py reads: literals passed to ``env.get``, ``os.environ.get``, ``getenv``."""
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(SETTINGS_PY.read_text(encoding="utf-8"))):
+        if not (isinstance(node, ast.Call) and node.args):
+            continue
+        first, func = node.args[0], node.func
+        reads_env = (
+            isinstance(func, ast.Attribute)
+            and func.attr == "get"
+            and ast.unparse(func.value) in {"env", "os.environ", "environ"}
+        ) or ast.unparse(func) in {"os.getenv", "getenv"}
+        if reads_env and isinstance(first, ast.Constant) and isinstance(first.value, str):
+            names.add(first.value)
+    return names
+
+
+def contract_table() -> dict[str, str]:
+    """The contract's configuration table: name -> default cell (plus the identity-based alias)."""
+    if not CONTRACT.exists():
+        pytest.skip(f"{CONTRACT} is absent (CI clones have shared/ beside the repository)")
+    text = CONTRACT.read_text(encoding="utf-8")
+    section = text.split("## Configuration", 1)[1].split("\n## ", 1)[0]
+    table: dict[str, str] = {}
+    for line in section.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if not line.startswith("|") or len(cells) < 3 or not cells[0].startswith("`"):
+            continue
+        table[cells[0].strip("`")] = cells[1]
+        for alias in re.findall(r"`(\w+__\w+)`", cells[2]):
+            table.setdefault(alias, "")
+    assert table, f"no configuration table found in {CONTRACT}"
+    return table
+
+
+def _edit_distance(a: str, b: str) -> int:
+    previous = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        current = [i]
+        for j, cb in enumerate(b, 1):
+            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (ca != cb)))
+        previous = current
+    return previous[-1]
+
+
+# --- settings.py and the contract ------------------------------------------------------------
+
+
+def test_contract_names_are_the_table_here():
+    """The contract's settings are exactly the ones WHERE places (so none is forgotten)."""
+    assert sorted(WHERE) == sorted(contract_table())
+
+
+@pytest.mark.parametrize("name", sorted(WHERE))
+def test_settings_py_reads_every_contract_setting(name):
+    """settings.py reads each contract setting by its exact name."""
+    assert name in settings_py_names()
+
+
+def test_settings_py_reads_no_near_miss_of_a_contract_name():
+    """Extra names settings.py reads are project-namespaced and not a typo of a contract name."""
+    extras = settings_py_names() - set(WHERE) - PLATFORM_NAMES
+    near_misses = {
+        (extra, name)
+        for extra in extras
+        for name in WHERE
+        if extra.lower() == name.lower() or _edit_distance(extra, name) <= 2
+    }
+    assert set() == near_misses
+    assert [] == sorted(e for e in extras if not e.startswith(("SYNC_", "GITOPS_SYNC_")))
+
+
+def _literal_defaults() -> dict[str, str]:
+    """Contract defaults that are one literal value, like `sync-jobs`."""
+    found = {}
+    for name, cell in contract_table().items():
+        m = re.fullmatch(r"`([^`$]+)`", cell)
+        if m:
+            found[name] = m[1]
+    return found
+
+
+def test_contract_has_literal_defaults():
+    """The contract's table yields the literal defaults the next test compares."""
+    assert {"SYNC_BRANCH", "SYNC_QUEUE", "WORKSPACE_ROOT"} <= set(_literal_defaults())
+
+
+@pytest.mark.parametrize("name", ["SYNC_BRANCH", "SYNC_QUEUE", "WORKSPACE_ROOT"])
+def test_settings_defaults_are_the_contract_defaults(name):
+    """Setting the contract's default explicitly changes nothing; another value does."""
+    default = _literal_defaults()[name]
+    assert Settings.from_env({}) == Settings.from_env({name: default})
+    assert Settings.from_env({}) != Settings.from_env({name: default + "-other"})
+
+
+def test_repo_url_default_is_the_contract_template():
+    """SYNC_REPO_URL defaults to the contract's template filled with SYNC_REPOSITORY."""
+    template = contract_table()["SYNC_REPO_URL"].strip("`")
+    env = {"SYNC_REPOSITORY": "octo-org/octo-repo"}
+    filled = template.replace("$SYNC_REPOSITORY", env["SYNC_REPOSITORY"])
+    assert Settings.from_env({**env, "SYNC_REPO_URL": filled}) == Settings.from_env(env)
+
+
+# --- Bicep, compose and the Dockerfile -------------------------------------------------------
+
+
+def _known() -> set[str]:
+    return set(WHERE) | settings_py_names() | HOST_SETTINGS
+
+
+@pytest.mark.parametrize(
+    "place",
+    ["bicep", "compose", "dockerfile"],
+)
+def test_every_name_set_is_known(place):
+    """Bicep, compose and the Dockerfile set only names the app or the Functions host reads."""
+    names = {
+        "bicep": function_app_settings,
+        "compose": compose_env,
+        "dockerfile": dockerfile_env,
+    }[place]()
+    assert [] == sorted(set(names) - _known())
+
+
+@pytest.mark.parametrize("name", sorted(WHERE))
+def test_bicep_sets_the_contract_settings_it_should(name):
+    """The Function App sets each contract setting meant for Azure, and no other."""
+    assert WHERE[name].bicep == (name in function_app_settings())
+
+
+@pytest.mark.parametrize("name", sorted(WHERE))
+def test_compose_sets_the_contract_settings_it_should(name):
+    """The dev container sets each contract setting meant for development, and no other."""
+    assert WHERE[name].compose == (name in compose_env())
+
+
+def test_compose_passes_each_setting_from_the_same_shell_variable():
+    """``NAME: ${NAME:-...}``: a compose setting is read from the shell variable of its own name."""
+    mismatched = {
+        name: var
+        for name, value in compose_env().items()
+        if name in WHERE and (var := compose_default(value)[0]) is not None and var != name
+    }
+    assert {} == mismatched
+
+
+def test_defaults_repeated_in_compose_are_settings_py_defaults():
+    """The queue, branch and workspace root compose falls back to are settings.py's defaults."""
+    env = compose_env()
+    assert (settings.DEFAULT_QUEUE, settings.DEFAULT_BRANCH, settings.DEFAULT_WORKSPACE_ROOT) == (
+        compose_default(env["SYNC_QUEUE"])[1],
+        compose_default(env["SYNC_BRANCH"])[1],
+        compose_default(env["WORKSPACE_ROOT"])[1],
+    )
+
+
+def test_dockerfile_workspace_root_is_the_default():
+    """The image's WORKSPACE_ROOT, when it sets one, is settings.py's default."""
+    assert dockerfile_env().get("WORKSPACE_ROOT", settings.DEFAULT_WORKSPACE_ROOT) == (
+        settings.DEFAULT_WORKSPACE_ROOT
+    )
+
+
+def test_defaults_repeated_in_bicep_are_settings_py_defaults():
+    """main.bicep's queue and branch defaults are settings.py's; the app sets what main passes."""
+    params = bicep(MAIN_BICEP)["parameters"]
+    assert (settings.DEFAULT_QUEUE, settings.DEFAULT_BRANCH) == (
+        params["syncQueueName"]["default"],
+        params["syncBranch"]["default"],
+    )
+    app = function_app_settings()
+    assert ("param:syncQueueName", "param:syncBranch") == (app["SYNC_QUEUE"], app["SYNC_BRANCH"])
+    modules = bicep(MAIN_BICEP)["modules"]
+    for module in ("functionApp", "storage"):
+        # The queue the storage module creates is the one the app is told to use.
+        assert "syncQueueName" == declaration(modules[module])["params"]["syncQueueName"]
+
+
+# --- host.json and the app's binding expressions ---------------------------------------------
+
+
+def _host_json() -> dict:
+    if not HOST_JSON.exists():
+        pytest.skip("workflows/host.json is not written yet (the pipeline engineer's file)")
+    return json.loads(HOST_JSON.read_text(encoding="utf-8"))
+
+
+def test_max_dequeue_count_agrees():
+    """host.json's maxDequeueCount is what the local worker uses and what Bicep/compose repeat."""
+    configured = _host_json().get("extensions", {}).get("queues", {}).get("maxDequeueCount")
+    assert isinstance(configured, int) and configured > 0, "host.json sets no maxDequeueCount"
+    poller = pytest.importorskip("gitops_sync.local.poller")
+    assert configured == poller.QueueOptions.from_host_json().max_dequeue_count
+    override = "AzureFunctionsJobHost__extensions__queues__maxDequeueCount"
+    for place in (function_app_settings(), compose_env()):
+        assert str(configured) == str(place.get(override, configured))
+
+
+def _binding_arguments() -> list[tuple[str, str, str]]:
+    """(file, keyword, value) of each string keyword argument in modules that use azure.functions.
+
+    Only those modules declare triggers, so a ``queue_name=`` of an SDK call elsewhere is not one.
+    """
+    found = []
+    for path in sorted(APP_ROOT.rglob("*.py")):
+        source = path.read_text(encoding="utf-8")
+        if ".python_packages" in path.parts or "azure.functions" not in source:
+            continue
+        for node in ast.walk(ast.parse(source)):
+            if isinstance(node, ast.Call):
+                for kw in node.keywords:
+                    if isinstance(kw.value, ast.Constant) and isinstance(kw.value.value, str):
+                        found.append((str(path.relative_to(REPO)), kw.arg or "", kw.value.value))
+    return found
+
+
+def _binding_expressions() -> list[tuple[str, str]]:
+    """(file, NAME) for each ``%NAME%`` app-setting expression the triggers use."""
+    found = [
+        (path, m[1])
+        for path, _, value in _binding_arguments()
+        if (m := re.fullmatch(r"%(\w+)%", value))
+    ]
+    if not found:
+        pytest.skip("no trigger uses a %SETTING% binding expression yet (function_app.py pending)")
+    return found
+
+
+def test_binding_expressions_name_settings_set_everywhere():
+    """Every %NAME% a trigger resolves is set in the Function App and in the dev container."""
+    missing = [
+        (path, name, place)
+        for path, name in _binding_expressions()
+        for place, names in (("bicep", function_app_settings()), ("compose", compose_env()))
+        if name not in names
+    ]
+    assert [] == missing
+
+
+def test_queue_trigger_follows_sync_queue():
+    """A queue trigger names its queue through %SYNC_QUEUE%, never a hard-coded name."""
+    queues = [(path, value) for path, kw, value in _binding_arguments() if kw == "queue_name"]
+    if not queues:
+        pytest.skip("no queue trigger declared yet (function_app.py pending)")
+    assert [] == [(path, value) for path, value in queues if value != "%SYNC_QUEUE%"]
+
+
+def test_trigger_connections_are_configured():
+    """A trigger's ``connection`` names a storage setting Bicep and compose provide."""
+    connections = {value for _, kw, value in _binding_arguments() if kw == "connection"}
+    if not connections:
+        pytest.skip("no trigger names a connection (the default AzureWebJobsStorage is checked)")
+    app, dev = function_app_settings(), compose_env()
+    assert [] == sorted(
+        c for c in connections if not ({c, f"{c}__accountName"} & set(app) and c in dev)
+    )
