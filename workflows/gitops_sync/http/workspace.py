@@ -1,0 +1,210 @@
+"""Workspace routes: the streamed ZIP download, the file listing, and one file's bytes.
+
+Everything served is what the last sync's manifest lists, read through
+``gitops_sync.archive`` (links never followed, bytes checked against blob ids).
+"""
+
+from __future__ import annotations
+
+import logging
+import mimetypes
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+
+from ..archive import (
+    WorkspaceChanged,
+    WorkspaceNotSynced,
+    check_blob,
+    file_size,
+    load_manifest,
+    open_file,
+    stream_archive,
+)
+from ..core.archive import (
+    ArchiveEntry,
+    archive_entries,
+    archive_filename,
+    content_disposition,
+    etag_for,
+    etag_matches,
+    parse_range,
+)
+from ..core.errors import GitopsSyncError
+from ..core.manifest import Manifest
+from ..core.model import MODE_EXEC
+from ..core.paths import safe_client_path
+from .auth import key_ok, unauthorized
+from .routing import ApiRoute
+
+if TYPE_CHECKING:
+    from ..ports import WorkspaceStore
+    from .context import AppContext
+
+log = logging.getLogger("gitops_sync")
+_SAFE_HEADERS = {"X-Content-Type-Options": "nosniff", "Cache-Control": "no-cache"}
+
+
+class AbortableStreamingResponse(StreamingResponse):
+    """A ``StreamingResponse`` that ends a stream broken by ``WorkspaceChanged`` unfinished.
+
+    Without the final chunk (or short of Content-Length) the client sees a failed
+    transfer, never a complete body; and the server logs one line, no traceback.
+    """
+
+    async def stream_response(self, send: Any) -> None:
+        try:
+            await super().stream_response(send)
+        except WorkspaceChanged:
+            return
+
+
+def _error(status: int, message: str) -> JSONResponse:
+    # The shape of every error answer of the API: {"error": "<one clear line>"}.
+    return JSONResponse({"error": message}, status_code=status)
+
+
+def _not_found() -> JSONResponse:
+    # The same answer for "no such file", "outside the workspace" and "reserved".
+    return _error(404, "no such file in the workspace")
+
+
+def _denied(request: Request, ctx: AppContext) -> bool:
+    # The local server enforces GITOPS_SYNC_API_KEY; in Azure the host checks function keys.
+    return bool(getattr(ctx, "enforce_keys", False)) and not key_ok(request, ctx.settings.api_key)
+
+
+async def _manifest(ctx: AppContext) -> tuple[WorkspaceStore, Manifest] | JSONResponse:
+    try:
+        store = ctx.workspace_store()
+        manifest = await run_in_threadpool(load_manifest, store)
+    except WorkspaceNotSynced as exc:
+        return _error(404, str(exc))
+    except GitopsSyncError as exc:
+        log.warning("workspace unavailable: %s", exc)
+        return _error(503, "the workspace cannot be read right now")
+    return store, manifest
+
+
+# ------------------------------------------------------------------------ archive
+async def get_archive(request: Request, ctx: AppContext) -> Response:
+    """The whole workspace as a ZIP, streamed as it is produced; ETag = the synced commit."""
+    if _denied(request, ctx):
+        return unauthorized()
+    got = await _manifest(ctx)
+    if isinstance(got, Response):
+        return got
+    store, manifest = got
+    commit = manifest.commit or ""
+    etag = etag_for(commit)
+    if etag_matches(request.headers.get("if-none-match"), etag):
+        return Response(status_code=304, headers={"ETag": etag, **_SAFE_HEADERS})
+    name = archive_filename(getattr(ctx.settings, "repository", None), commit)
+    headers = {
+        "ETag": etag,
+        "Content-Disposition": content_disposition(name),
+        "X-Gitops-Sync-Commit": commit,
+        **_SAFE_HEADERS,
+    }
+    # A sync iterator: Starlette pulls each piece in a worker thread, so reading
+    # and compressing never block the event loop. A WorkspaceChanged raised midway
+    # breaks the connection (no final chunk): the client sees a failed transfer.
+    return AbortableStreamingResponse(
+        stream_archive(store, manifest), media_type="application/zip", headers=headers
+    )
+
+
+# -------------------------------------------------------------------------- files
+async def list_files(request: Request, ctx: AppContext) -> Response:
+    """The synced files under ``prefix`` (a plain string prefix), with sizes and blob ids."""
+    if _denied(request, ctx):
+        return unauthorized()
+    raw = request.query_params.get("prefix", "")
+    prefix = safe_client_path(raw)
+    if prefix is None:
+        return _error(400, "prefix is not a workspace path")
+    if prefix and raw.endswith("/"):
+        prefix += "/"  # "src/" must not match "src2/"
+    got = await _manifest(ctx)
+    if isinstance(got, Response):
+        return got
+    _store, manifest = got
+    files: list[dict[str, Any]] = [
+        {"path": e.path, "size": e.size, "blob_id": e.blob_id, "executable": e.executable}
+        for e in archive_entries(manifest.files)
+        if e.path.startswith(prefix)
+    ]
+    return JSONResponse({"commit": manifest.commit, "prefix": prefix, "files": files})
+
+
+async def get_file(request: Request, ctx: AppContext) -> Response:
+    """One synced file's bytes, with ``Range`` (206/416) and ``ETag`` = its blob id."""
+    if _denied(request, ctx):
+        return unauthorized()
+    path = safe_client_path(request.path_params.get("path", ""))
+    if not path:
+        return _not_found()
+    got = await _manifest(ctx)
+    if isinstance(got, Response):
+        return got
+    store, manifest = got
+    rec = manifest.files.get(path)
+    if rec is None:
+        return _not_found()
+    entry = ArchiveEntry(path, rec.size, rec.blob_id, rec.mode == MODE_EXEC)
+    etag = etag_for(entry.blob_id)
+    ctype = mimetypes.guess_type(path)[0] or "application/octet-stream"
+    headers = {
+        "ETag": etag,
+        "Accept-Ranges": "bytes",
+        # Served bytes are data, never a page of this origin's.
+        "Content-Security-Policy": "sandbox",
+        **_SAFE_HEADERS,
+    }
+    if etag_matches(request.headers.get("if-none-match"), etag):
+        return Response(status_code=304, headers=headers)
+
+    wanted = parse_range(request.headers.get("range"), entry.size)
+    if wanted == "unsatisfiable":
+        return Response(
+            status_code=416, headers={**headers, "Content-Range": f"bytes */{entry.size}"}
+        )
+    try:
+        if await run_in_threadpool(file_size, store, path) != entry.size:
+            return _error(409, "the workspace is being synced; retry")
+        if wanted is None:
+            chunks = await run_in_threadpool(open_file, store, path)
+            body: Iterator[bytes] = check_blob(chunks, entry)
+            status, length = 200, entry.size
+        else:
+            start, end = wanted
+            length = end - start + 1
+            body = await run_in_threadpool(open_file, store, path, start, length)
+            status = 206
+            headers["Content-Range"] = f"bytes {start}-{end}/{entry.size}"
+    except FileNotFoundError:
+        return _not_found()
+    except (GitopsSyncError, OSError) as exc:
+        log.warning("workspace file %s unreadable: %s", path, exc)
+        return _error(503, "the workspace cannot be read right now")
+    headers["Content-Length"] = str(length)
+    return AbortableStreamingResponse(_logged(body, path), status_code=status, media_type=ctype,
+                             headers=headers)  # fmt: skip
+
+
+def _logged(body: Iterator[bytes], path: str) -> Iterator[bytes]:
+    try:
+        yield from body
+    except WorkspaceChanged:
+        log.warning("download of %s aborted: it changed while being read", path)
+        raise
+
+
+ROUTES = [
+    ApiRoute("workspace_archive", "/api/workspace/archive", ("GET",), get_archive, "key"),
+    ApiRoute("workspace_files", "/api/workspace/files", ("GET",), list_files, "key"),
+    ApiRoute("workspace_file", "/api/workspace/files/{path:path}", ("GET",), get_file, "key"),
+]
