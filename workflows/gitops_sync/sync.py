@@ -81,19 +81,20 @@ def compute_plan(
     source: GitSource, commit: str, store: WorkspaceStore
 ) -> tuple[Plan, dict[str, SourceFile], Manifest, FunctionReport]:
     """Phases 1 and 2: list both sides and compare. Changes nothing."""
-    records, bad_names = source.list_tree(commit)
+    finish_tree = source.start_list_tree(commit)  # git reads the tree while we walk
+    manifest = loads(store.read_meta(MANIFEST))
+    listing = store.list()
+    records, bad_names = finish_tree()
     ignore_rec = next(
         (r for r in records if r.path == SYNCIGNORE and r.mode in (MODE_FILE, MODE_EXEC)), None
     )
     ignore_text = (
-        source.read_blob(ignore_rec.oid).decode("utf-8", "replace") if ignore_rec else None
+        source.read_blob(ignore_rec.blob_id).decode("utf-8", "replace") if ignore_rec else None
     )
     desired, skipped = select_desired(records, SyncIgnore(ignore_text), store.name_problem)
     skipped.extend(Skipped(p, why) for p, why in bad_names)
     skipped.sort(key=lambda s: s.path)
 
-    manifest = loads(store.read_meta(MANIFEST))
-    listing = store.list()
     renames: list[tuple[str, str]] = []
     recorded = manifest.files
     if store.case_insensitive:

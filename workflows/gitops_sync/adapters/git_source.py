@@ -16,7 +16,7 @@ import os
 import re
 import subprocess
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import IO
@@ -40,6 +40,24 @@ _NOT_A_REPO = (
     "repository not found",
 )
 CHUNK = 1 << 20
+
+
+def _parse_ls_tree(out: bytes) -> tuple[list[TreeRecord], list[tuple[str, str]]]:
+    records: list[TreeRecord] = []
+    bad: list[tuple[str, str]] = []
+    append = records.append
+    for item in out.split(b"\0"):
+        if not item:
+            continue
+        meta, _, raw_path = item.partition(b"\t")
+        mode, _type, oid, size = meta.split()
+        try:
+            path = raw_path.decode("utf-8")
+        except UnicodeDecodeError:
+            bad.append((raw_path.decode("utf-8", "backslashreplace"), "name is not valid UTF-8"))
+            continue
+        append(TreeRecord(path, int(mode, 8), oid.decode(), int(size) if size != b"-" else -1))
+    return records, bad
 
 
 def is_url(location: str) -> bool:
@@ -168,25 +186,35 @@ class GitSource:
 
     def list_tree(self, commit: str) -> tuple[list[TreeRecord], list[tuple[str, str]]]:
         """Every entry of the commit's tree; and paths that are not valid UTF-8."""
-        proc = self._git("ls-tree", "-r", "-z", "--long", "--full-tree", commit)
-        records: list[TreeRecord] = []
-        bad: list[tuple[str, str]] = []
-        for item in proc.stdout.split(b"\0"):
-            if not item:
-                continue
-            meta, _, raw_path = item.partition(b"\t")
-            mode, _type, oid, size = meta.split()
-            try:
-                path = raw_path.decode("utf-8")
-            except UnicodeDecodeError:
-                bad.append(
-                    (raw_path.decode("utf-8", "backslashreplace"), "name is not valid UTF-8")
-                )
-                continue
-            records.append(
-                TreeRecord(path, int(mode, 8), oid.decode(), int(size) if size != b"-" else -1)
-            )
-        return records, bad
+        return self.start_list_tree(commit)()
+
+    def start_list_tree(
+        self, commit: str
+    ) -> Callable[[], tuple[list[TreeRecord], list[tuple[str, str]]]]:
+        """Start ``git ls-tree`` now; the returned callable waits and parses.
+
+        Lets the caller walk the workspace while git reads the tree (two cores).
+        """
+        proc = subprocess.Popen(
+            ["git", f"--git-dir={self.git_dir}", "ls-tree", "-r", "-z", "--long", "--full-tree",
+             commit],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            env=self._env,
+        )  # fmt: skip
+        box: list[tuple[bytes, bytes]] = []
+        reader = threading.Thread(target=lambda: box.append(proc.communicate()), daemon=True)
+        reader.start()
+
+        def finish() -> tuple[list[TreeRecord], list[tuple[str, str]]]:
+            reader.join()
+            out, err = box[0]
+            if proc.returncode != 0:
+                raise RepositoryUnreachable(self._describe_failure(err))
+            return _parse_ls_tree(out)
+
+        return finish
 
     def read_blob(self, oid: str) -> bytes:
         proc = self._git("cat-file", "blob", oid)

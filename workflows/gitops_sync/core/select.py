@@ -64,5 +64,5 @@ def select_desired(
         elif (problem := name_problem(path) if name_problem else None) is not None:
             skipped.append(Skipped(path, problem))
         else:
-            desired[path] = SourceFile(path, rec.mode, rec.oid, rec.size)
+            desired[path] = rec  # the tree entry itself: no copy
     return desired, skipped
