@@ -5,11 +5,12 @@ Each feature module exports its own ``ROUTES``; add a module here to publish it.
 
 from __future__ import annotations
 
-from . import health, jobs, webhook
+from . import health, jobs, webhook, workspace
 from .routing import ApiRoute
 
 ROUTES: list[ApiRoute] = [
     *webhook.ROUTES,
     *health.ROUTES,
     *jobs.ROUTES,
+    *workspace.ROUTES,
 ]
