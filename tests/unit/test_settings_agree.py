@@ -273,22 +273,35 @@ def test_max_dequeue_count_agrees():
         assert str(configured) == str(place.get(override, configured))
 
 
-def _binding_arguments() -> list[tuple[str, str, str]]:
-    """(file, keyword, value) of each string keyword argument in modules that use azure.functions.
-
-    Only those modules declare triggers, so a ``queue_name=`` of an SDK call elsewhere is not one.
-    """
+def _trigger_modules() -> list[tuple[str, ast.Module]]:
+    """The app's modules that use azure.functions: only they declare triggers."""
     found = []
     for path in sorted(APP_ROOT.rglob("*.py")):
         source = path.read_text(encoding="utf-8")
-        if ".python_packages" in path.parts or "azure.functions" not in source:
-            continue
-        for node in ast.walk(ast.parse(source)):
-            if isinstance(node, ast.Call):
-                for kw in node.keywords:
-                    if isinstance(kw.value, ast.Constant) and isinstance(kw.value.value, str):
-                        found.append((str(path.relative_to(REPO)), kw.arg or "", kw.value.value))
+        if ".python_packages" not in path.parts and "azure.functions" in source:
+            found.append((str(path.relative_to(REPO)), ast.parse(source)))
     return found
+
+
+def _keyword_arguments() -> list[tuple[str, str, ast.expr]]:
+    """(file, keyword, value expression) of every keyword argument in the trigger modules."""
+    return [
+        (path, kw.arg, kw.value)
+        for path, tree in _trigger_modules()
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call)
+        for kw in node.keywords
+        if kw.arg
+    ]
+
+
+def _binding_arguments() -> list[tuple[str, str, str]]:
+    """(file, keyword, value) of each string-literal keyword argument in the trigger modules."""
+    return [
+        (path, kw, value.value)
+        for path, kw, value in _keyword_arguments()
+        if isinstance(value, ast.Constant) and isinstance(value.value, str)
+    ]
 
 
 def _binding_expressions() -> list[tuple[str, str]]:
@@ -299,7 +312,7 @@ def _binding_expressions() -> list[tuple[str, str]]:
         if (m := re.fullmatch(r"%(\w+)%", value))
     ]
     if not found:
-        pytest.skip("no trigger uses a %SETTING% binding expression yet (function_app.py pending)")
+        pytest.skip("no trigger uses a %SETTING% binding expression")
     return found
 
 
@@ -315,11 +328,12 @@ def test_binding_expressions_name_settings_set_everywhere():
 
 
 def test_queue_trigger_follows_sync_queue():
-    """A queue trigger names its queue through %SYNC_QUEUE%, never a hard-coded name."""
-    queues = [(path, value) for path, kw, value in _binding_arguments() if kw == "queue_name"]
+    """A queue trigger's queue is %SYNC_QUEUE% or the Settings queue, never a hard-coded name."""
+    queues = [(path, ast.unparse(v)) for path, kw, v in _keyword_arguments() if kw == "queue_name"]
     if not queues:
         pytest.skip("no queue trigger declared yet (function_app.py pending)")
-    assert [] == [(path, value) for path, value in queues if value != "%SYNC_QUEUE%"]
+    follows = re.compile(r"'%SYNC_QUEUE%'|\w+\.queue")  # binding expression or Settings.queue
+    assert [] == [(path, value) for path, value in queues if not follows.fullmatch(value)]
 
 
 def test_trigger_connections_are_configured():
