@@ -18,6 +18,10 @@ from ..core.errors import GitopsSyncError, UsageError
 # name -> "module:attribute" under gitops_sync.cli; each module owns its commands
 COMMANDS = {
     "sync": "sync_cmd:sync",
+    "serve": "serve_cmd:serve",
+    "worker": "worker_cmd:worker",
+    "dev": "dev_cmd:dev",
+    "webhook": "webhook_cmd:webhook",
 }
 
 

@@ -51,21 +51,22 @@ def bind(port: int, host: str = LOOPBACK) -> socket.socket:
 
 
 class LocalServer:
-    """uvicorn serving ``app`` on an already bound loopback socket."""
+    """uvicorn serving ``app`` on an already bound loopback socket.
 
-    def __init__(self, app: Any, port: int = 7071, host: str = LOOPBACK) -> None:
+    The app may be given later (``set_app``): the port is claimed before the
+    slower parts of the stack (Azurite, storage clients) start.
+    """
+
+    def __init__(self, app: Any = None, port: int = 7071, host: str = LOOPBACK) -> None:
         self.host = host
+        self.app = app
         self._sock = bind(port, host)
         self.port: int = self._sock.getsockname()[1]
-        config = uvicorn.Config(
-            app,
-            lifespan="off",
-            log_level="warning",
-            access_log=False,
-            server_header=False,
-            timeout_graceful_shutdown=10,
-        )
-        self._server = _QuietServer(config)
+        self._server: _QuietServer | None = None
+        self._stopping = False
+
+    def set_app(self, app: Any) -> None:
+        self.app = app
 
     @property
     def url(self) -> str:
@@ -73,17 +74,31 @@ class LocalServer:
 
     @property
     def started(self) -> bool:
-        return bool(self._server.started)
+        return self._server is not None and bool(self._server.started)
 
     async def serve(self) -> None:
         """Serve until ``stop()``; in-flight requests finish first."""
+        if self.app is None:
+            raise RuntimeError("LocalServer.serve() without an app")
+        config = uvicorn.Config(
+            self.app,
+            lifespan="off",
+            log_level="warning",
+            access_log=False,
+            server_header=False,
+            timeout_graceful_shutdown=10,
+        )
+        self._server = _QuietServer(config)
+        self._server.should_exit = self._stopping
         try:
             await self._server.serve(sockets=[self._sock])
         finally:
             self._sock.close()
 
     def stop(self) -> None:
-        self._server.should_exit = True
+        self._stopping = True
+        if self._server is not None:
+            self._server.should_exit = True
 
     def close(self) -> None:
         """Release the socket of a server that will not serve."""
