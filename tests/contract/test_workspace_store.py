@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from gitops_sync.adapters.azure_files import AzureFilesStore
-from gitops_sync.core.errors import StorageError, WorkspaceNotWritable
+from gitops_sync.core.errors import StorageError, UsageError, WorkspaceNotWritable
 from gitops_sync.core.model import MODE_EXEC, MODE_FILE
 from gitops_sync.ports import WorkspaceStore
 from tests.contract.conftest import StoreCase, fast_retry
@@ -367,3 +367,19 @@ def test_azure_errors_never_show_a_sas_token(azure_files_share: FakeShare):
         store.check_writable()
     assert "TOPSECRETSIGNATURE" not in str(info.value)
     assert azure_files_share.share in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "conn",
+    [
+        "UseDevelopmentStorage=true",
+        "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=a2V5;"
+        "BlobEndpoint=http://127.0.0.1:10000/devstoreaccount1;",
+        "AccountName=;nonsense",
+    ],
+    ids=["development-shortcut", "azurite-without-files", "malformed"],
+)
+def test_azure_refuses_connections_without_a_file_service(conn: str):
+    """A connection string with no Azure Files behind it is a UsageError, not a stray request."""
+    with pytest.raises(UsageError):
+        AzureFilesStore.from_connection_string(conn, "ws")

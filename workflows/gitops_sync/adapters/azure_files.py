@@ -24,7 +24,7 @@ from azure.core.exceptions import (
 )
 from azure.storage.fileshare import ShareClient, ShareDirectoryClient, ShareFileClient
 
-from ..core.errors import StorageError, WorkspaceNotWritable
+from ..core.errors import StorageError, UsageError, WorkspaceNotWritable
 from ..core.model import MODE_EXEC, MODE_FILE, Content, Listing, ObservedFile, parent_dirs
 from ..core.paths import azure_files_name_problem
 from ..core.redact import redact_url
@@ -70,9 +70,31 @@ class AzureFilesStore:
 
     @classmethod
     def from_connection_string(cls, conn: str, share: str, **options: Any) -> AzureFilesStore:
+        """From a storage connection string; Azurite's has no File endpoint to offer."""
+        fields = dict(p.split("=", 1) for p in conn.split(";") if "=" in p)
+        if "UseDevelopmentStorage" in fields or (
+            fields.get("AccountName") == "devstoreaccount1" and "FileEndpoint" not in fields
+        ):
+            # Azurite does not emulate Azure Files (Azure/Azurite#113); without this
+            # check the SDK would quietly aim at devstoreaccount1.file.core.windows.net.
+            raise UsageError(
+                "WORKSPACE_SHARE needs a real storage account: Azurite does not emulate "
+                "Azure Files (use WORKSPACE_ROOT for a local workspace)"
+            )
+        try:
+            client = ShareClient.from_connection_string(conn, share, **_CLIENT_OPTIONS, **options)
+        except ValueError as exc:
+            raise UsageError(f"invalid storage connection string for Azure Files ({exc})") from exc
         store = cls.__new__(cls)
-        store._setup(ShareClient.from_connection_string(conn, share, **_CLIENT_OPTIONS, **options))
+        store._setup(client)
         return store
+
+    @classmethod
+    def from_account_name(
+        cls, account: str, share: str, credential: Any, **options: Any
+    ) -> AzureFilesStore:
+        """For identity-based settings (``AzureWebJobsStorage__accountName``)."""
+        return cls(f"https://{account}.file.core.windows.net", share, credential, **options)
 
     def _setup(self, client: ShareClient) -> None:
         self._share = client
