@@ -303,7 +303,14 @@ def test_compose_mounts_a_volume_at_the_workspace_root():
 
 def test_compose_publishes_the_host_on_7071():
     """The Functions host (port 80 in the image) is reachable on localhost:7071."""
-    assert "7071:80" in compose()["services"]["functions"]["ports"]
+    assert "127.0.0.1:7071:80" in compose()["services"]["functions"]["ports"]
+
+
+def test_compose_publishes_ports_on_loopback_only():
+    """No service is reachable from the network: Azurite's key is public, debugpy runs code."""
+    published = [p for service in compose()["services"].values() for p in service.get("ports", [])]
+    assert published
+    assert [] == [p for p in published if not str(p).startswith("127.0.0.1:")]
 
 
 def test_compose_debug_port_listens_on_loopback_only():
@@ -342,7 +349,8 @@ def test_compose_storage_connection_reaches_the_azurite_service():
     ports = {s: int(_azurite_option(f"--{s}Port")) for s in ("blob", "queue", "table")}
     for service in ports:
         assert "0.0.0.0" == _azurite_option(f"--{service}Host")
-        assert f"{ports[service]}:{ports[service]}" in compose()["services"]["azurite"]["ports"]
+        published = compose()["services"]["azurite"]["ports"]
+        assert any(p.endswith(f":{ports[service]}:{ports[service]}") for p in published)
     expected = settings.azurite_connection_string("azurite", **ports)
     assert expected == compose_env()["AzureWebJobsStorage"]
     assert "azurite" in compose()["services"]["functions"]["depends_on"]
