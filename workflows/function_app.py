@@ -1,0 +1,135 @@
+"""The Azure Functions app (Python v2 model): one Blueprint per trigger kind.
+
+HTTP functions are generated from ``gitops_sync.http.routes.ROUTES`` (so routes added
+there are served here too); the queue trigger runs the worker; the timer reconciles.
+"""
+
+# No ``from __future__ import annotations``: the Functions worker reads the real
+# annotation objects (the FastAPI extension's Request/Response) to pick bindings.
+
+import logging
+from collections.abc import Awaitable, Callable
+
+import azure.functions as func
+from azurefunctions.extensions.http.fastapi import JSONResponse, Request, Response
+
+from gitops_sync import worker
+from gitops_sync.core.errors import ConflictError, GitopsSyncError, StorageError, UsageError
+from gitops_sync.core.redact import redact
+from gitops_sync.http.context import AppContext
+from gitops_sync.http.routes import ROUTES
+from gitops_sync.http.routing import ApiRoute
+from gitops_sync.settings import Settings
+
+log = logging.getLogger("gitops_sync")
+# The SDKs log every request at INFO; that is noise in Application Insights.
+logging.getLogger("azure").setLevel(logging.WARNING)
+
+SETTINGS = Settings.from_env()  # read once per worker process
+_context: AppContext | None = None
+
+
+def context() -> AppContext:
+    """The process's AppContext, built on first use (indexing must not need storage)."""
+    global _context
+    if _context is None:
+        # In Azure the host checks function keys before a "key" route runs.
+        _context = AppContext.from_settings(SETTINGS, enforce_keys=False)
+    return _context
+
+
+def reconcile_schedule(interval_s: int) -> str:
+    """An NCRONTAB schedule for "every ``interval_s`` seconds", rounded to what cron can say."""
+    minutes = max(1, round(interval_s / 60))
+    if minutes < 60:
+        while 60 % minutes:
+            minutes -= 1  # the nearest divisor of an hour at or below the interval
+        return f"0 */{minutes} * * * *"
+    hours = max(1, min(24, round(minutes / 60)))
+    while 24 % hours:
+        hours -= 1
+    return f"0 0 */{hours} * * *"
+
+
+# ------------------------------------------------------------------------ HTTP
+def _error(status: int, message: str) -> Response:
+    return JSONResponse({"error": message}, status_code=status)
+
+
+async def call_route(route: ApiRoute, req: Request) -> Response:
+    """Run a shared handler; what escapes it becomes an answer, never a traceback."""
+    ctx = context()
+    try:
+        return await route.handler(req, ctx)
+    except UsageError as exc:
+        return _error(400, redact(str(exc), ctx.secrets()))
+    except (StorageError, ConflictError) as exc:
+        log.warning("%s: %s", route.name, redact(str(exc), ctx.secrets()))
+        return _error(503, "storage unavailable, retry later")
+    except GitopsSyncError as exc:
+        log.error("%s failed: %s", route.name, redact(str(exc), ctx.secrets()))
+        return _error(500, "internal error")
+    except Exception as exc:
+        log.error("%s crashed: %s", route.name, type(exc).__name__)
+        log.debug("traceback", exc_info=True)
+        return _error(500, "internal error")
+
+
+def _http_function(route: ApiRoute) -> Callable[[Request], Awaitable[Response]]:
+    async def http_function(req: Request) -> Response:
+        return await call_route(route, req)
+
+    http_function.__name__ = http_function.__qualname__ = route.name
+    return http_function
+
+
+http_bp = func.Blueprint()
+for _route in ROUTES:
+    _level = func.AuthLevel.FUNCTION if _route.auth == "key" else func.AuthLevel.ANONYMOUS
+    http_bp.function_name(name=_route.name)(
+        http_bp.route(
+            route=_route.function_route,
+            methods=list(_route.methods),
+            auth_level=_level,
+            trigger_arg_name="req",
+        )(_http_function(_route))
+    )
+
+
+# ----------------------------------------------------------------------- queue
+queue_bp = func.Blueprint()
+
+
+@queue_bp.function_name(name="sync_worker")
+@queue_bp.queue_trigger(
+    arg_name="msg",
+    queue_name=SETTINGS.queue,  # SYNC_QUEUE, with the contract's default when unset
+    connection="AzureWebJobsStorage",
+)
+def sync_worker(msg: func.QueueMessage) -> None:
+    """One sync job; a raised error makes the host deliver it again (then poison)."""
+    worker.handle_message(context(), msg.get_body().decode("utf-8"), msg.dequeue_count)
+
+
+# ----------------------------------------------------------------------- timer
+timer_bp = func.Blueprint()
+
+
+@timer_bp.function_name(name="reconcile")
+@timer_bp.timer_trigger(
+    arg_name="timer",
+    schedule=reconcile_schedule(SETTINGS.reconcile_interval_s),
+    run_on_startup=False,
+    use_monitor=True,
+)
+def reconcile(timer: func.TimerRequest) -> None:
+    """Queue a reconcile of every connection: repairs drift, catches missed webhooks."""
+    if timer.past_due:
+        log.info("reconcile timer is past due; running now")
+    worker.reconcile(context())
+
+
+app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
+app.register_functions(http_bp)
+app.register_functions(queue_bp)
+app.register_functions(timer_bp)
