@@ -153,7 +153,7 @@ module functionApp 'modules/functionapp.bicep' = {
     syncRepoUrl: syncRepoUrl
     syncBranch: syncBranch
     syncQueueName: syncQueueName
-    appInsightsConnectionString: monitoring.outputs.connectionString
+    appInsightsName: monitoring.outputs.insightsName
     tags: tags
   }
 }

@@ -292,6 +292,15 @@ def test_compose_builds_the_dockerfile_and_mounts_the_app_root():
     assert f"./workflows:{dockerfile_env()['AzureWebJobsScriptRoot']}" in service["volumes"]
 
 
+def test_compose_build_args_are_dockerfile_args():
+    """Each build argument compose passes is an ARG the Dockerfile declares."""
+    declared = {
+        args.split("=")[0] for keyword, args in dockerfile_instructions() if keyword == "ARG"
+    }
+    passed = set(compose()["services"]["functions"]["build"].get("args") or {})
+    assert set() == passed - declared
+
+
 def test_compose_mounts_a_volume_at_the_workspace_root():
     """A named volume sits at the workspace root the service's WORKSPACE_ROOT names."""
     service = compose()["services"]["functions"]
@@ -390,6 +399,20 @@ def test_main_passes_each_module_exactly_its_parameters(module):
     required = {n for n, p in declared.items() if p["default"] is None}
     passed = set(declaration(spec)["params"])
     assert (set(), set()) == (required - passed, passed - set(declared))
+
+
+def test_main_reads_only_outputs_its_modules_declare():
+    """Every ``module.outputs.name`` main.bicep reads is an output of that module."""
+    modules = _modules()
+    used = set(re.findall(r"\b(\w+)\.outputs\.(\w+)", MAIN_BICEP.read_text(encoding="utf-8")))
+    assert used
+    missing = [
+        (module, output)
+        for module, output in sorted(used)
+        if output
+        not in bicep((MAIN_BICEP.parent / modules[module]["detail"]["path"]).resolve())["outputs"]
+    ]
+    assert [] == missing
 
 
 def test_parameters_example_matches_main():

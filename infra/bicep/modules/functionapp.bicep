@@ -64,8 +64,8 @@ param syncBranch string
 @description('SYNC_QUEUE: the queue of sync jobs.')
 param syncQueueName string
 
-@description('Application Insights connection string.')
-param appInsightsConnectionString string
+@description('Application Insights component the app reports to.')
+param appInsightsName string
 
 @description('Tags for the plan and the app.')
 param tags object = {}
@@ -77,13 +77,17 @@ resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
   name: storageAccountName
 }
 
+resource insights 'Microsoft.Insights/components@2020-02-02' existing = {
+  name: appInsightsName
+}
+
 var baseSettings = [
   // Functions host and platform.
   { name: 'FUNCTIONS_EXTENSION_VERSION', value: '~4' }
   { name: 'FUNCTIONS_WORKER_RUNTIME', value: 'python' }
   { name: 'PYTHON_ENABLE_INIT_INDEXING', value: '1' }
   { name: 'WEBSITES_ENABLE_APP_SERVICE_STORAGE', value: 'false' }
-  { name: 'APPLICATIONINSIGHTS_CONNECTION_STRING', value: appInsightsConnectionString }
+  { name: 'APPLICATIONINSIGHTS_CONNECTION_STRING', value: insights.properties.ConnectionString }
   // Identity-based AzureWebJobsStorage: no connection string, no key in the settings.
   { name: 'AzureWebJobsStorage__accountName', value: storage.name }
   { name: 'AzureWebJobsStorage__credential', value: 'managedidentity' }

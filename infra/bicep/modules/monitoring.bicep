@@ -35,4 +35,5 @@ resource insights 'Microsoft.Insights/components@2020-02-02' = {
   }
 }
 
-output connectionString string = insights.properties.ConnectionString
+// The app reads the connection string itself (an `existing` reference), so it is no output here.
+output insightsName string = insights.name
