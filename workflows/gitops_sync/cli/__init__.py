@@ -22,6 +22,7 @@ COMMANDS = {
     "worker": "worker_cmd:worker",
     "dev": "dev_cmd:dev",
     "webhook": "webhook_cmd:webhook",
+    "download": "download_cmd:download",
 }
 
 
