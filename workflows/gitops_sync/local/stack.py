@@ -14,7 +14,7 @@ import logging
 import signal
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from ..core.errors import UsageError
 from ..core.redact import redact
@@ -115,6 +115,13 @@ class Stack:
         ctx.enforce_keys = True  # no Functions host here to check function keys
         # The worker records a job failed on its last attempt: the same limit as the poller's.
         ctx.max_dequeue = self.queue_options.max_dequeue_count
+        if not self.settings.workspace_share:
+            # A folder on this machine: flock locks, which a killed worker frees at once
+            # (a blob lease would hold the workspace up to a minute after a kill -9).
+            from .file_leases import FileLeases
+
+            root = str(self.settings.workspace_root.absolute())
+            ctx.leases = cast(Any, FileLeases(self.settings.cache_dir.parent / "locks", root))
         return ctx
 
     async def _serve_until_stopped(self) -> None:
