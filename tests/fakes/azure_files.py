@@ -210,6 +210,9 @@ class _Handler(BaseHTTPRequestHandler):
             op = query.get("comp") or query.get("restype") or ""
             with svc.lock:
                 svc.requests.append((method, op, path))
+            auth = self.headers.get("Authorization") or ""
+            if not auth.startswith(f"SharedKey {svc.account}:") and "sig" not in query:
+                raise FakeError(403, "AuthenticationFailed")  # every SDK request is signed
             fault = svc._take_fault(method, path)
             if fault is not None:
                 raise FakeError(fault.status, fault.code)
@@ -461,8 +464,14 @@ class _Handler(BaseHTTPRequestHandler):
             f"<MaxResults>{limit}</MaxResults>" if q.get("maxresults") else "",
             "<Entries>",
         ]
+        # Only what was asked for: without include=Etag a listing carries no ETag.
+        include = {i.strip().casefold() for i in (q.get("include") or "").split(",")}
         for c in page:
-            props = f"<Last-Modified>{c.modified}</Last-Modified><Etag>{c.etag}</Etag>"
+            props = ""
+            if "timestamps" in include:
+                props += f"<Last-Modified>{c.modified}</Last-Modified>"
+            if "etag" in include:
+                props += f"<Etag>{c.etag}</Etag>"
             if c.is_dir:
                 xml.append(f"<Directory><Name>{escape(c.name)}</Name><Properties>{props}")
                 xml.append("</Properties></Directory>")

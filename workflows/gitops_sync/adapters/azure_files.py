@@ -48,6 +48,11 @@ def _mode_of(metadata: dict[str, str] | None) -> int:
     return MODE_EXEC if (metadata or {}).get("mode") == f"{MODE_EXEC:o}" else MODE_FILE
 
 
+def _stamp(item: Any) -> str:
+    # No ETag must never look like "unchanged": such a file is hashed instead.
+    return str(item.etag) if item.etag else f"no-etag-{uuid.uuid4().hex}"
+
+
 def _code(exc: AzureError) -> str:
     code = getattr(exc, "error_code", None)
     code = getattr(code, "value", code)  # the SDK gives a StorageErrorCode enum or a str
@@ -169,11 +174,12 @@ class AzureFilesStore:
 
     # -------------------------------------------------------------- listing
     def _list_dir(self, path: str) -> list[tuple[str, bool, int, str]]:
-        items = self._dir(path).list_directories_and_files(include=["timestamps", "ETag"])
+        # The service's spelling of the include values (ListFilesIncludeType).
+        items = self._dir(path).list_directories_and_files(include=["Timestamps", "Etag"])
         prefix = f"{path}/" if path else ""
         try:
             return [
-                (prefix + i.name, bool(i.is_directory), getattr(i, "size", 0) or 0, i.etag or "")
+                (prefix + i.name, bool(i.is_directory), getattr(i, "size", 0) or 0, _stamp(i))
                 for i in items
             ]
         except ResourceNotFoundError:
