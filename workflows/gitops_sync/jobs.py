@@ -113,6 +113,7 @@ class JobStore:
     def _job(e: dict[str, Any]) -> Job:
         names = Job.__dataclass_fields__
         values = {k: v for k, v in e.items() if k in names}
+        values.setdefault("commit", None)  # None values are not stored
         values["summary"] = json.loads(e["summary"]) if e.get("summary") else None
         values["seq"] = int(values.get("seq", 0))
         values["attempts"] = int(values.get("attempts", 0))
