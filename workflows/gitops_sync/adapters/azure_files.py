@@ -105,6 +105,7 @@ class AzureFilesStore:
         self._share = client
         self._dirs: set[str] = set()  # casefolded directories known to exist
         self._dirs_lock = threading.Lock()
+        self._dir_locks: dict[str, threading.Lock] = {}
 
     # -------------------------------------------------------------- identity
     def describe(self) -> str:
@@ -159,15 +160,23 @@ class AzureFilesStore:
             key = d.casefold()
             if key in self._dirs:
                 continue
-            with contextlib.suppress(ResourceExistsError):
-                self._dir(d).create_directory()
+            # One creator per directory: parallel writes into a new directory would
+            # otherwise each send the same Create Directory.
             with self._dirs_lock:
-                self._dirs.add(key)
+                lock = self._dir_locks.setdefault(key, threading.Lock())
+            with lock:
+                if key in self._dirs:
+                    continue
+                with contextlib.suppress(ResourceExistsError):
+                    self._dir(d).create_directory()
+                with self._dirs_lock:
+                    self._dirs.add(key)
 
     def _forget_dirs(self, prefix: str = "") -> None:
         with self._dirs_lock:
             if not prefix:
                 self._dirs.clear()
+                self._dir_locks.clear()
                 return
             key = prefix.casefold()
             self._dirs = {d for d in self._dirs if d != key and not d.startswith(key + "/")}
