@@ -109,7 +109,7 @@ def bicep(path: Path) -> dict[str, Any]:
 
 
 def walk(node: Any):
-    """Every dict and list inside a parsed Bicep document, depth first."""
+    """Every node of a parsed Bicep document, depth first."""
     yield node
     if isinstance(node, dict):
         for value in node.values():
@@ -137,10 +137,11 @@ def function_app_settings() -> dict[str, Any]:
     """The Function App's app settings (name -> value), including conditional ones."""
     doc = bicep(FUNCTION_APP_BICEP)
     found: dict[str, Any] = {}
-    for variable in doc["variables"].values():
-        for node in walk(variable["value"]):
-            if isinstance(node, dict) and set(node) == {"name", "value"}:
-                found[node["name"]] = bicep_value(doc, node["value"])
+    # Settings are listed in variables (concatenated) or inline in the site's siteConfig.
+    sites = [r for r in doc["resources"].values() if r["type"] == "Microsoft.Web/sites"]
+    for node in walk([doc.get("variables", {}), sites]):
+        if isinstance(node, dict) and set(node) == {"name", "value"}:
+            found[node["name"]] = bicep_value(doc, node["value"])
     return found
 
 
