@@ -6,16 +6,19 @@ The truth about a commit comes from ``git archive`` (``tests.gitrepo``), not the
 from __future__ import annotations
 
 import os
+from collections import Counter
 from pathlib import Path
 
 import pytest
 
+from gitops_sync.adapters.azure_files import AzureFilesStore
 from gitops_sync.adapters.git_source import GitSource
 from gitops_sync.core.errors import CaseConflict
 from gitops_sync.core.model import MODE_EXEC, MODE_FILE, parent_dirs
 from gitops_sync.ports import WorkspaceStore
 from gitops_sync.sync import SyncResult, sync_workspace
 from tests.contract.conftest import StoreCase
+from tests.fakes.azure_files import FakeShare
 from tests.gitrepo import Repo, expected_files
 
 
@@ -177,3 +180,31 @@ def test_paths_differing_only_in_case_are_refused(repo: Repo, store_case: StoreC
         sync(repo, store)
     assert_exact(repo, first, store)
     assert first in (store.read_meta("manifest.json") or b"").decode()
+
+
+# ------------------------------------------- Azure Files: what goes over the wire
+def test_azure_sync_requests(repo: Repo, azure_files_share: FakeShare):
+    """A first sync sends create + range + rename per file and one Create Directory per
+    directory; a second sync only lists directories and reads no file but the manifest."""
+    paths = [f"d{i % 4}/sub{i % 3}/f{i}.txt" for i in range(40)]
+    for i, path in enumerate(paths):
+        repo.write(path, f"file {i}\n")
+    repo.commit("many")
+    dirs = {d for p in paths for d in parent_dirs(p)}
+    service = azure_files_share.service
+    store = AzureFilesStore.from_connection_string(
+        azure_files_share.connection_string, azure_files_share.share
+    )
+    sync(repo, store)
+    calls = Counter((method, op) for method, op, _ in service.requests)
+    made = Counter(path for method, op, path in service.requests if op == "directory")
+    assert 41 == calls[("PUT", "")] == calls[("PUT", "range")] == calls[("PUT", "rename")]
+    assert dirs | {".gitops-sync", ".gitops-sync/tmp"} == set(made)
+    assert {1} == set(made.values())
+
+    service.requests.clear()
+    assert 0 == sync(repo, store).bytes_written
+    reads = [p for m, op, p in service.requests if (m, op) == ("GET", "")]
+    listed = [p for m, op, p in service.requests if (m, op) == ("GET", "list")]
+    assert [".gitops-sync/manifest.json"] == reads
+    assert dirs | {""} <= set(listed)

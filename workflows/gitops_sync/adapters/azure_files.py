@@ -359,6 +359,8 @@ class AzureFilesStore:
         self._forget_dirs()  # a long-lived worker must not trust an old sync's view
         with self._errors("clean", TMP_DIR), contextlib.suppress(ResourceNotFoundError):
             self._remove_tree(TMP_DIR, keep_root=True)
+            with self._dirs_lock:  # just listed, so it exists: no Create Directory for it
+                self._dirs.update(d.casefold() for d in parent_dirs(TMP_DIR + "/x"))
 
     def _remove_tree(self, path: str, *, keep_root: bool = False) -> None:
         for item in self._dir(path).list_directories_and_files():
