@@ -23,6 +23,8 @@ COMMANDS = {
     "dev": "dev_cmd:dev",
     "webhook": "webhook_cmd:webhook",
     "download": "download_cmd:download",
+    "jobs": "jobs_cmd:jobs",
+    "connections": "connections_cmd:connections",
 }
 
 
