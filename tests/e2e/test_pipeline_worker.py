@@ -245,3 +245,17 @@ def test_each_connection_syncs_into_its_own_workspace(stack: Stack, tmp_path: Pa
     stack.run_queue()
     assert workspace_files(stack.workspace / "b-site") == expected_files(other.path, b_commit)
     assert sorted(p.name for p in stack.workspace.iterdir()) == ["b-site"]
+
+
+def test_busy_workspace_on_the_last_delivery_requeues_instead_of_failing(stack: Stack):
+    """A job that still finds the workspace busy on its last delivery is queued afresh
+    (not failed): busy is not broken."""
+    [commit] = _commits(stack, 1)
+    job_id = _push(stack, commit)["job_id"]
+    [body] = stack.drain()
+    stack.ctx.lease_wait_s = 0.0
+    with stack.ctx.leases.hold("default"):
+        worker.handle_message(stack.ctx, body, stack.ctx.max_dequeue)  # returns
+    job = stack.ctx.jobs.get(job_id)
+    assert job is not None and job.status == QUEUED and "another sync" in (job.error or "")
+    assert stack.ctx.queue.peek_count() == 1  # the fresh message, visible after a delay

@@ -30,6 +30,11 @@ def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
+def valid_repository(name: str) -> bool:
+    """True for an ``owner/name`` GitHub could send (checked before any lookup by it)."""
+    return len(name) <= 200 and _REPOSITORY.match(name) is not None
+
+
 def slug(repository: str) -> str:
     """A connection id from ``owner/name``: lower case, safe as a table key and folder."""
     out = re.sub(r"[^a-z0-9]+", "-", repository.lower()).strip("-")

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from .connections import Connection, now_iso
+from .connections import Connection, now_iso, valid_repository
 from .core import webhook as wh
 from .core.errors import StorageError
 from .core.webhook import Answer
@@ -46,7 +46,9 @@ def receive(ctx: AppContext, headers: Mapping[str, str], body: bytes) -> Answer:
 
     payload = wh.json_object(body)
     full_name = wh.repository_name(payload)
-    conn = ctx.connections.for_repository(full_name) if full_name else None
+    # A sender controls the name: only a plausible one is looked up in storage.
+    known = full_name is not None and valid_repository(full_name)
+    conn = ctx.connections.for_repository(full_name) if known and full_name else None
     if conn is not None:
         # The repository picks the secret: repo A's secret can never act for repo B.
         if not wh.signature_valid(conn.secret, body, signature):
@@ -96,7 +98,9 @@ def accept_push(ctx: AppContext, conn: Connection, commit: str, delivery: str | 
         return wh.duplicate(owner)
 
     seq = ctx.heads.advance(conn.id, job_id, commit)
-    job = Job(job_id, conn.id, conn.repository, commit, "push", seq, delivery=delivery)
+    job = Job(
+        job_id, conn.id, conn.repository, commit, "push", seq, delivery=wh.short(delivery or "")
+    )
     ctx.jobs.create(job)
     try:
         ctx.queue.send(job_message(job))

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from .adapters.dir_store import DirectoryStore
 from .adapters.git_source import GitSource
 from .connections import Connection, now_iso
-from .core.errors import GitopsSyncError
+from .core.errors import ConflictError, GitopsSyncError
 from .intake import job_message
 from .jobs import FAILED, FINAL, QUEUED, RUNNING, SUCCEEDED, SUPERSEDED, Job, clean_error
 from .jobs import new_job_id as _new_job_id
@@ -30,6 +30,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("gitops_sync")
 
+#: when a job gave up waiting for a busy workspace, its fresh message waits this long
+RETRY_BUSY_S = 15
 #: a queued/running job older than this no longer stops the timer from queuing another
 STALE_JOB_S = 3600.0
 
@@ -64,6 +66,16 @@ def handle_message(ctx: AppContext, body: str, dequeue_count: int | None) -> Non
     secrets = [*ctx.secrets(), conn.secret, conn.token]
     try:
         _run(ctx, conn, job, attempt)
+    except ConflictError as exc:
+        if attempt < ctx.max_dequeue:
+            raise
+        # Only busy, not broken: a long sync of the same workspace outlasted our
+        # deliveries. Queue the job afresh rather than fail it (leases expire, so a
+        # crashed holder cannot make this loop forever).
+        job.error = clean_error(str(exc), secrets)
+        ctx.jobs.save(job)
+        ctx.queue.send(job_message(job), delay=RETRY_BUSY_S)
+        log.info("job %s: workspace busy, queued again", job.job_id)
     except Exception as exc:
         permanent = isinstance(exc, GitopsSyncError) and exc.permanent
         text = str(exc) if isinstance(exc, GitopsSyncError) else f"{type(exc).__name__}: {exc}"
@@ -97,11 +109,14 @@ def _superseded(ctx: AppContext, job: Job) -> bool:
 
 @contextlib.contextmanager
 def _local_lock(store: WorkspaceStore) -> Iterator[None]:
-    # A workspace folder may also be synced by `gitops-sync sync` on this machine.
-    if isinstance(store, DirectoryStore):
-        with store.lock():
-            yield
-    else:
+    # A workspace folder may also be synced by `gitops-sync sync` on this machine. The
+    # lease is what counts; a mount without flock support only loses this extra guard.
+    with contextlib.ExitStack() as stack:
+        if isinstance(store, DirectoryStore):
+            try:
+                stack.enter_context(store.lock())
+            except OSError as exc:
+                log.debug("no local lock on %s: %s", store.describe(), exc)
         yield
 
 

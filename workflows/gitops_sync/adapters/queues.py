@@ -82,11 +82,11 @@ class JobQueue:
             raise _fail(exc, f"creating queue {self.name}") from exc
         self._created = True
 
-    def send(self, body: str) -> str:
-        """Queue ``body``; returns the message id."""
+    def send(self, body: str, delay: int = 0) -> str:
+        """Queue ``body``, visible after ``delay`` seconds; returns the message id."""
         self.ensure()
         try:
-            return str(self.client.send_message(body).id)
+            return str(self.client.send_message(body, visibility_timeout=delay or None).id)
         except AzureError as exc:
             raise _fail(exc, f"sending to {self.name}") from exc
 
