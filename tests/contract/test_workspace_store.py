@@ -12,6 +12,7 @@ import threading
 from pathlib import Path
 
 import pytest
+from azure.storage.fileshare import ShareClient
 
 from gitops_sync.adapters.azure_files import AzureFilesStore
 from gitops_sync.core.errors import StorageError, UsageError, WorkspaceNotWritable
@@ -106,12 +107,26 @@ def test_listing_excludes_bookkeeping(store: WorkspaceStore):
     assert set() == listing.dirs
 
 
-def test_failed_write_keeps_the_old_file(store: WorkspaceStore):
+def temporaries(case: StoreCase) -> list[str]:
+    """What the store holds in ``.gitops-sync/tmp/``, looked at from outside the store."""
+    if case.root is not None:
+        tmp = case.root / ".gitops-sync" / "tmp"
+        return sorted(os.listdir(tmp)) if tmp.is_dir() else []
+    if case.fake is not None:
+        node = case.fake.service.lookup(case.fake.share, ".gitops-sync/tmp")
+        return sorted(node.children) if node is not None else []
+    return []  # a real share: only the store's own view, which hides .gitops-sync/
+
+
+@pytest.mark.parametrize("first", [19, BIG], ids=["small", "over-one-range"])
+def test_failed_write_keeps_the_old_file(store_case: StoreCase, first: int):
     """A write whose chunks raise midway leaves the old file whole and nothing else behind."""
+    store = store_case.store
+    store.check_writable()
     store.write_file("f.bin", MODE_FILE, [b"old content"])
 
     def broken():
-        yield b"new content, partly"
+        yield b"n" * first
         raise RuntimeError("source broke")
 
     with pytest.raises(RuntimeError, match="source broke"):
@@ -121,6 +136,7 @@ def test_failed_write_keeps_the_old_file(store: WorkspaceStore):
     assert b"old content" == read_all(store, "f.bin")
     assert MODE_FILE == store.hash_file("f.bin").mode
     assert ["f.bin"] == sorted(store.list().files)
+    assert [] == temporaries(store_case)
 
 
 def test_concurrent_reader_never_sees_a_partial_file(store: WorkspaceStore):
@@ -243,6 +259,32 @@ def test_clean_temporaries_keeps_the_workspace(store: WorkspaceStore):
     store.write_file("a/g.txt", MODE_FILE, [b"g"])
     assert ["a/f.txt", "a/g.txt"] == sorted(store.list().files)
     assert b"m" == store.read_meta("manifest.json")
+
+
+def test_clean_temporaries_removes_leftovers(store_case: StoreCase):
+    """Temporaries a crash left behind are removed: partial uploads and, on Azure Files
+    (which renames case-only through a temporary name), a directory mid-rename."""
+    store = store_case.store
+    store.check_writable()
+    if store_case.root is not None:
+        tmp = store_case.root / ".gitops-sync" / "tmp"
+        (tmp / "upload-1").write_bytes(b"partial")
+        (tmp / "upload-2").write_bytes(b"partial")
+        planted = ["upload-1", "upload-2"]
+    elif store_case.fake is not None:
+        share = ShareClient.from_connection_string(
+            store_case.fake.connection_string, store_case.fake.share
+        )
+        share.get_directory_client(".gitops-sync/tmp/rename-1").create_directory()
+        share.get_directory_client(".gitops-sync/tmp/rename-1/sub").create_directory()
+        share.get_file_client(".gitops-sync/tmp/rename-1/sub/f").upload_file(b"x")
+        share.get_file_client(".gitops-sync/tmp/upload-1").upload_file(b"partial")
+        planted = ["rename-1", "upload-1"]
+    else:
+        pytest.skip("a real share is only seen through the store, which hides temporaries")
+    assert planted == temporaries(store_case)
+    store.clean_temporaries()
+    assert [] == temporaries(store_case)
 
 
 def test_listing_a_store_never_written_is_empty(store_case: StoreCase):

@@ -75,7 +75,7 @@ class AzureFilesStore:
 
     @classmethod
     def from_connection_string(cls, conn: str, share: str, **options: Any) -> AzureFilesStore:
-        """From a storage connection string; Azurite's has no File endpoint to offer."""
+        """From a storage connection string (not Azurite's: it has no File service)."""
         fields = dict(p.split("=", 1) for p in conn.split(";") if "=" in p)
         if "UseDevelopmentStorage" in fields or (
             fields.get("AccountName") == "devstoreaccount1" and "FileEndpoint" not in fields
@@ -128,10 +128,13 @@ class AzureFilesStore:
     def _error(self, action: str, path: str, exc: AzureError) -> Exception:
         where = f"{self.describe()}/{path}" if path else self.describe()
         status = getattr(exc, "status_code", None)
+        log.debug("Azure Files: %s %s failed: %s", action, where, _code(exc))
         if isinstance(exc, ClientAuthenticationError) or status in (401, 403):
             return WorkspaceNotWritable(f"cannot {action} {where}: access denied ({_code(exc)})")
         if _code(exc) == "ShareNotFound":
             return WorkspaceNotWritable(f"cannot {action} {where}: the share does not exist")
+        if status is None:  # no answer at all: DNS, connection, timeout
+            return StorageError(f"cannot {action} {where}: Azure Files unreachable ({_code(exc)})")
         # Throttling, 5xx and network failures are transient; anything else the SDK
         # did not already retry is reported the same way, with the service's code.
         return StorageError(f"cannot {action} {where}: Azure Files answered {_code(exc)}")
