@@ -13,11 +13,11 @@ import pytest
 
 from gitops_sync.adapters.azure_files import AzureFilesStore
 from gitops_sync.adapters.git_source import GitSource
-from gitops_sync.core.errors import CaseConflict
+from gitops_sync.core.errors import CaseConflict, StorageError
 from gitops_sync.core.model import MODE_EXEC, MODE_FILE, parent_dirs
 from gitops_sync.ports import WorkspaceStore
 from gitops_sync.sync import SyncResult, sync_workspace
-from tests.contract.conftest import StoreCase
+from tests.contract.conftest import StoreCase, fast_retry
 from tests.fakes.azure_files import FakeShare
 from tests.gitrepo import Repo, expected_files
 
@@ -167,6 +167,21 @@ def test_case_only_rename_keeps_the_file(repo: Repo, store_case: StoreCase):
     assert 0 == sync(repo, store).bytes_written
 
 
+def test_case_change_with_content_and_kind_changes(repo: Repo, store_case: StoreCase):
+    """A case change that also edits a file, or turns a file into a directory, lands exactly."""
+    store = case_insensitive(store_case)
+    repo.write("Notes", "a file\n")
+    repo.write("lib/Util.py", "v1\n")
+    sync(repo, store, repo.commit("before"))
+    repo.remove("Notes")
+    repo.remove("lib")
+    repo.write("NOTES/today.md", "now a directory\n")
+    repo.write("Lib/util.py", "v2 is longer\n")
+    commit = repo.commit("after")
+    sync(repo, store)
+    assert_exact(repo, commit, store)
+
+
 def test_paths_differing_only_in_case_are_refused(repo: Repo, store_case: StoreCase):
     """Two paths differing only in case raise CaseConflict before anything is written."""
     store = case_insensitive(store_case)
@@ -208,3 +223,22 @@ def test_azure_sync_requests(repo: Repo, azure_files_share: FakeShare):
     listed = [p for m, op, p in service.requests if (m, op) == ("GET", "list")]
     assert [".gitops-sync/manifest.json"] == reads
     assert dirs | {""} <= set(listed)
+
+
+def test_azure_interrupted_sync_is_repaired(repo: Repo, azure_files_share: FakeShare):
+    """A sync that fails midway (the service keeps erroring) leaves only whole files, and the
+    next sync completes the tree exactly."""
+    commit = first_tree(repo)
+    store = AzureFilesStore.from_connection_string(
+        azure_files_share.connection_string, azure_files_share.share, retry_policy=fast_retry()
+    )
+    azure_files_share.service.fail(500, "InternalError", times=20, path_contains="src/")
+    with pytest.raises(StorageError):
+        sync(repo, store)
+    want = expected_files(repo.path, commit)
+    partial = store_files(store)
+    assert partial.items() <= want.items()
+    assert "src/app.py" not in partial
+    azure_files_share.service.faults.clear()
+    sync(repo, store)
+    assert_exact(repo, commit, store)
