@@ -1,0 +1,300 @@
+"""Benchmark: webhook acknowledgment latency under a sustained stream of signed pushes.
+
+`gitops-sync serve` and Azurite run as their own processes; this one sends RATE
+deliveries per second for DURATION seconds (new commits, GitHub redeliveries of the
+same delivery id, and new deliveries of an already-pushed commit, racing), and 5
+`GET /api/health` per second on the same server as the reference. Latency is
+counted from each request's scheduled send time (no coordinated omission). Then it
+checks that every distinct commit got exactly one job, and one queue message. Run:
+
+    .venv/bin/python bench/bench_webhook.py [--duration 60] [--rate 50]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import hmac
+import json
+import os
+import random
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+OUT = Path(__file__).resolve().parent / "out" / "webhook"
+CLI = str(Path(sys.executable).parent / "gitops-sync")
+SECRET = "bench-secret-0123456789abcdef"
+KEY = "bench-api-key-0123456789"
+REPOSITORY = "bench/repo"
+
+
+@dataclass
+class Sent:
+    kind: str  # new | redelivery | same-commit | health
+    commit: str | None
+    latency_ms: float
+    status: int
+    body: dict = field(default_factory=dict)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    k = (len(ordered) - 1) * q
+    lo, hi = int(k), min(int(k) + 1, len(ordered) - 1)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
+
+
+def plan_deliveries(count: int, rng: random.Random) -> list[tuple[str, str, str]]:
+    """(kind, commit, delivery id): 70% new commits, 15% redeliveries, 15% same commit."""
+    plan: list[tuple[str, str, str]] = []
+    recent: list[tuple[str, str]] = []
+    for _ in range(count):
+        roll = rng.random()
+        if recent and roll < 0.15:
+            commit, delivery = rng.choice(recent[-20:])
+            plan.append(("redelivery", commit, delivery))
+        elif recent and roll < 0.30:
+            commit, _ = rng.choice(recent[-20:])
+            plan.append(("same-commit", commit, str(uuid.uuid4())))
+        else:
+            commit, delivery = rng.randbytes(20).hex(), str(uuid.uuid4())
+            recent.append((commit, delivery))
+            plan.append(("new", commit, delivery))
+    return plan
+
+
+def push_body(commit: str) -> bytes:
+    return json.dumps(
+        {
+            "ref": "refs/heads/main",
+            "before": "0" * 40,
+            "after": commit,
+            "repository": {"full_name": REPOSITORY, "name": "repo"},
+            "head_commit": {"id": commit, "message": "bench"},
+            "pusher": {"name": "bench"},
+        }
+    ).encode()
+
+
+async def send_stream(url: str, duration: float, rate: float, seed: int) -> list[Sent]:
+    """Open loop: request i leaves at start + i/rate whatever happened to the others."""
+    rng = random.Random(seed)
+    plan = plan_deliveries(int(duration * rate), rng)
+    health_rate = 5.0
+    results: list[Sent] = []
+    limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
+    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=30) as client:
+        start = time.perf_counter() + 0.5
+
+        async def one_push(at: float, kind: str, commit: str, delivery: str) -> None:
+            body = push_body(commit)
+            headers = {
+                "Content-Type": "application/json",
+                "X-GitHub-Event": "push",
+                "X-GitHub-Delivery": delivery,
+                "X-Hub-Signature-256": "sha256="
+                + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest(),
+            }
+            await asyncio.sleep(max(0.0, at - time.perf_counter()))
+            r = await client.post("/api/github/webhook", content=body, headers=headers)
+            latency = (time.perf_counter() - at) * 1000
+            results.append(
+                Sent(kind, commit, latency, r.status_code, r.json() if r.content else {})
+            )
+
+        async def one_health(at: float) -> None:
+            await asyncio.sleep(max(0.0, at - time.perf_counter()))
+            r = await client.get("/api/health")
+            results.append(Sent("health", None, (time.perf_counter() - at) * 1000, r.status_code))
+
+        tasks = [
+            asyncio.create_task(one_push(start + i / rate, *item)) for i, item in enumerate(plan)
+        ]
+        # Health checks offset by half a slot so they rarely coincide with a push.
+        tasks += [
+            asyncio.create_task(one_health(start + (i + 0.5) / health_rate))
+            for i in range(int(duration * health_rate))
+        ]
+        await asyncio.gather(*tasks)
+    return results
+
+
+def check_exactly_once(results: list[Sent]) -> tuple[list[str], list[str]]:
+    """Every distinct commit: exactly one 202 (problems); duplicates naming another job (notes)."""
+    problems: list[str] = []
+    notes: list[str] = []
+    accepted: dict[str, set[str]] = defaultdict(set)
+    named: dict[str, set[str]] = defaultdict(set)
+    for s in results:
+        if s.kind == "health":
+            if s.status != 200:
+                problems.append(f"health answered {s.status}")
+            continue
+        if s.status == 202 and s.body.get("status") == "queued":
+            accepted[s.commit or ""].add(s.body["job_id"])
+        elif s.status == 200 and s.body.get("status") == "duplicate":
+            named[s.commit or ""].add(s.body["job_id"])
+        else:
+            problems.append(f"{s.kind} {s.commit}: {s.status} {s.body}")
+    commits = {s.commit for s in results if s.kind != "health"}
+    for commit in commits:
+        jobs = accepted.get(commit or "", set())
+        if len(jobs) != 1:
+            problems.append(f"commit {commit}: {len(jobs)} jobs accepted")
+        elif not named.get(commit or "", set()) <= jobs:
+            # A racing redelivery can be told the id its delivery marker held for a moment.
+            notes.append(f"commit {commit}: a duplicate answer named a job never queued")
+    return problems, notes
+
+
+def queue_depth(conn: str, queue: str) -> int:
+    from azure.storage.queue import QueueClient
+
+    with QueueClient.from_connection_string(conn, queue) as q:
+        return int(q.get_queue_properties().approximate_message_count or 0)
+
+
+async def jobs_exist(url: str, job_ids: set[str]) -> int:
+    """How many of ``job_ids`` the server's job API knows (all of them, if nothing was lost)."""
+    sem = asyncio.Semaphore(16)
+    async with httpx.AsyncClient(base_url=url, headers={"x-functions-key": KEY}) as client:
+
+        async def known(job_id: str) -> bool:
+            async with sem:
+                r = await client.get(f"/api/jobs/{job_id}")
+                return r.status_code == 200 and r.json()["status"] == "queued"
+
+        return sum(await asyncio.gather(*(known(j) for j in job_ids)))
+
+
+def summarize(values: list[float]) -> dict[str, float]:
+    return {
+        "n": len(values),
+        "p50_ms": round(percentile(values, 0.50), 2),
+        "p99_ms": round(percentile(values, 0.99), 2),
+        "max_ms": round(max(values), 2) if values else float("nan"),
+        "mean_ms": round(statistics.fmean(values), 2) if values else float("nan"),
+    }
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--duration", type=float, default=60.0, help="seconds of sustained load")
+    ap.add_argument("--rate", type=float, default=50.0, help="webhook deliveries per second")
+    ap.add_argument("--seed", type=int, default=1)
+    args = ap.parse_args()
+
+    from gitops_sync.adapters.azurite import Azurite
+
+    tmp = Path(tempfile.mkdtemp(prefix="bench-webhook-"))
+    queue = f"bench-{uuid.uuid4().hex[:8]}"
+    with Azurite() as azurite:
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("AzureWebJobsStorage", "SYNC_", "WORKSPACE_"))
+        }
+        env.update(
+            AzureWebJobsStorage=azurite.connection_string,
+            GITHUB_WEBHOOK_SECRET=SECRET,
+            GITOPS_SYNC_API_KEY=KEY,
+            SYNC_REPOSITORY=REPOSITORY,
+            SYNC_REPO_URL=str(tmp / "no-repo"),  # never fetched: no worker runs
+            SYNC_QUEUE=queue,
+            WORKSPACE_ROOT=str(tmp / "ws"),
+            GITOPS_SYNC_LOG_LEVEL="WARNING",
+        )
+        port = free_port()
+        log = (tmp / "serve.log").open("w")
+        server = subprocess.Popen(
+            [CLI, "serve", "--port", str(port)], env=env, stdout=log, stderr=log
+        )
+        url = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                try:
+                    if httpx.get(f"{url}/api/health").status_code == 200:
+                        break
+                except httpx.TransportError:
+                    time.sleep(0.1)
+            else:
+                print((tmp / "serve.log").read_text(), file=sys.stderr)
+                return 2
+            # Warm-up: the first calls create tables and the queue; they are not measured.
+            asyncio.run(send_stream(url, 1.0, 10, seed=args.seed + 1000))
+            warm_depth = queue_depth(azurite.connection_string, queue)
+
+            results = asyncio.run(send_stream(url, args.duration, args.rate, seed=args.seed))
+            problems, notes = check_exactly_once(results)
+            pushes = [s for s in results if s.kind != "health"]
+            new_commits = {s.commit for s in pushes}
+            job_ids = {s.body["job_id"] for s in pushes if s.status == 202}
+            depth = queue_depth(azurite.connection_string, queue) - warm_depth
+            if depth != len(new_commits):
+                problems.append(f"queue holds {depth} messages for {len(new_commits)} commits")
+            known = asyncio.run(jobs_exist(url, job_ids))
+            if known != len(job_ids):
+                problems.append(f"job API knows {known} of {len(job_ids)} queued jobs")
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+            log.close()
+
+    hook = summarize([s.latency_ms for s in pushes])
+    health = summarize([s.latency_ms for s in results if s.kind == "health"])
+    kinds = {k: sum(1 for s in pushes if s.kind == k) for k in ("new", "redelivery", "same-commit")}
+    report = {
+        "duration_s": args.duration,
+        "rate_per_s": args.rate,
+        "cores": os.cpu_count(),
+        "deliveries": kinds,
+        "distinct_commits": len(new_commits),
+        "jobs": len(job_ids),
+        "queue_messages": depth,
+        "webhook": hook,
+        "health": health,
+        "ratio_p50": round(hook["p50_ms"] / health["p50_ms"], 2),
+        "ratio_p99": round(hook["p99_ms"] / health["p99_ms"], 2),
+        "exactly_once": not problems,
+        "duplicate_answers_naming_unqueued_job": len(notes),
+    }
+    OUT.mkdir(parents=True, exist_ok=True)
+    (OUT / "result.json").write_text(json.dumps(report, indent=2) + "\n")
+    print(f"{len(pushes)} deliveries in {args.duration:.0f}s at {args.rate:.0f}/s {kinds}")
+    print(f"{'route':<10} {'n':>6} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8}")
+    for name, row in (("webhook", hook), ("health", health)):
+        print(f"{name:<10} {row['n']:>6} {row['p50_ms']:>8} {row['p99_ms']:>8} {row['max_ms']:>8}")
+    print(f"webhook/health: p50 x{report['ratio_p50']}, p99 x{report['ratio_p99']}")
+    print(
+        f"{len(new_commits)} distinct commits -> {len(job_ids)} jobs, {depth} queue messages:"
+        f" {'exactly once' if not problems else 'PROBLEMS'}"
+    )
+    if notes:
+        print(f"note: {len(notes)} duplicate answer(s) named a job id that was never queued")
+    for p in (problems + notes)[:20]:
+        print("  " + p, file=sys.stderr)
+    return 0 if not problems else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
