@@ -226,6 +226,7 @@ def test_dev_with_no_settings_makes_a_demo_that_webhook_send_finds(tmp_path: Pat
         url = proc.wait_for(LISTENING).group(1)
         text = "\n".join(proc.stdout)
         assert "demo repository" in text
+        assert "echo 'replicas: 3' > .gitops-sync-dev/demo-repo/config/app.yaml" in text
         state = json.loads((tmp_path / ".gitops-sync-dev" / "dev.json").read_text())
         assert url == state["url"]
         assert 0o600 == (tmp_path / ".gitops-sync-dev" / "dev.json").stat().st_mode & 0o777
@@ -235,6 +236,30 @@ def test_dev_with_no_settings_makes_a_demo_that_webhook_send_finds(tmp_path: Pat
         assert "succeeded" == job["status"], job
         demo = tmp_path / ".gitops-sync-dev" / "demo-repo"
         assert expected_files(demo, answer["commit"]) == workspace_files(tmp_path / "workspace")
+        # The banner's next step: change the demo repository, send again, see the change.
+        (demo / "config" / "app.yaml").write_text("replicas: 3\n")
+        subprocess.run(["git", "-C", str(demo), "commit", "-qam", "scale"], env=env, check=True)
+        status, answer = _send(env, tmp_path)
+        assert 202 == status, answer
+        job = wait_job(url, state["api_key"], answer["job_id"], {"succeeded", "failed"})
+        assert 1 == job["summary"]["updated"], job
+        assert "replicas: 3\n" == (tmp_path / "workspace" / "config" / "app.yaml").read_text()
+        assert 0 == proc.terminate()
+    finally:
+        proc.close()
+
+
+def test_dev_uses_the_given_storage_instead_of_starting_azurite(
+    tmp_path: Path, storage: str
+) -> None:
+    """With AzureWebJobsStorage set, dev starts no Azurite and serves from that storage."""
+    env = base_env(tmp_path, AzureWebJobsStorage=storage, SYNC_QUEUE=f"q{uuid.uuid4().hex[:8]}")
+    proc = StackProcess(["dev", "--port", "0", "--workspace", str(tmp_path / "ws")], env, tmp_path)
+    try:
+        url = proc.wait_for(LISTENING).group(1)
+        assert not any("Azurite (" in line for line in proc.stdout)
+        assert any("storage    AzureWebJobsStorage" in line for line in proc.stdout)
+        assert {"status": "ok"} == httpx.get(f"{url}/api/health").json()
         assert 0 == proc.terminate()
     finally:
         proc.close()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +62,13 @@ def _rel(path: Path) -> str:
         return str(path)
 
 
+def _command() -> str:
+    """How to run gitops-sync from another shell here (``make dev`` leaves no venv active)."""
+    exe = Path(sys.executable).parent / "gitops-sync"
+    inside = exe.is_file() and Path.cwd() in exe.absolute().parents
+    return _rel(exe) if inside else "gitops-sync"
+
+
 def _state_rel() -> str:
     return _rel(devstate.dev_dir() / devstate.STATE)
 
@@ -95,11 +103,12 @@ def dev(port: int, workspace: str | None) -> None:
         say(f"  storage    {storage}; worker polling queue {settings.queue}")
         say(f"  API key    x-functions-key header (GITOPS_SYNC_API_KEY or {_state_rel()})")
         say("Send a test push from another shell, in this directory:")
-        say("  gitops-sync webhook send")
-        if remember.get("repo_url"):
+        say(f"  {_command()} webhook send")
+        if remember.get("repository") == devstate.DEMO_REPOSITORY:
             repo = _rel(Path(remember["repo_url"]))
-            say("Then change the repository, push again, and watch the workspace:")
-            say(f"  git -C {repo} commit -q --allow-empty -m again && gitops-sync webhook send")
+            say("Then change the demo repository, push again, and watch the workspace:")
+            say(f"  echo 'replicas: 3' > {repo}/config/app.yaml")
+            say(f"  git -C {repo} commit -qam scale && {_command()} webhook send")
         say("Ctrl-C stops everything.")
 
     run_stack(settings, ready, http=True, worker=True, azurite=own_azurite, port=port)
