@@ -11,6 +11,7 @@ $(STAMP): pyproject.toml package.json package-lock.json
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/python -m compileall -q workflows  # an installed package ships .pyc files; so do we
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $(STAMP)
 

@@ -18,8 +18,8 @@ from typing import Any, Protocol
 
 from .adapters.git_source import GitSource
 from .core.functions import FunctionReport, detect_function_changes, find_function_tomls
-from .core.manifest import Manifest, dumps, loads
-from .core.model import MODE_EXEC, MODE_FILE, RecordedFile, Skipped, SourceFile
+from .core.manifest import Manifest, dumps_rows, loads
+from .core.model import MODE_EXEC, MODE_FILE, Skipped, SourceFile
 from .core.plan import (
     Plan,
     apply_renames,
@@ -222,19 +222,16 @@ def _record(
     ref: str,
 ) -> None:
     stamps = plan.unchanged_stamps
-    files = {
-        p: RecordedFile(f.blob_id, f.size, f.mode, stamps.get(p, "")) for p, f in desired.items()
-    }
+    rows = ((p, f.blob_id, f.size, f.mode, stamps.get(p, "")) for p, f in desired.items())
     recorded_functions = functions.recorded()
     invalid_dirs = {i["path"].rsplit("/", 1)[0] for i in functions.invalid}
     for name, rec in previous.functions.items():
         if rec.directory in invalid_dirs and name not in recorded_functions:
             recorded_functions[name] = rec  # keeps its last good version
-    manifest = Manifest(
+    header = Manifest(
         commit=commit,
         ref=ref,
         synced_at=datetime.now(UTC).isoformat(timespec="seconds"),
-        files=files,
         functions=recorded_functions,
     )
-    store.write_meta(MANIFEST, dumps(manifest))
+    store.write_meta(MANIFEST, dumps_rows(header, rows))

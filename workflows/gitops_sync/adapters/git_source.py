@@ -42,21 +42,43 @@ _NOT_A_REPO = (
 CHUNK = 1 << 20
 
 
+# NUL between fields and records: one split parses the whole tree, and any path is safe
+LS_TREE_FORMAT = "--format=%(objectmode)%x00%(objectname)%x00%(objectsize)%x00%(path)"
+
+
 def _parse_ls_tree(out: bytes) -> tuple[list[TreeRecord], list[tuple[str, str]]]:
+    try:
+        text = out.decode("utf-8")
+    except UnicodeDecodeError:
+        return _parse_ls_tree_slow(out)
+    fields = text.split("\0")
+    if fields and not fields[-1]:
+        fields.pop()
+    it = iter(fields)
+    records = [
+        TreeRecord(path, int(mode, 8), oid, int(size) if size != "-" else -1)
+        for mode, oid, size, path in zip(it, it, it, it, strict=True)
+    ]
+    return records, []
+
+
+def _parse_ls_tree_slow(out: bytes) -> tuple[list[TreeRecord], list[tuple[str, str]]]:
+    """Entry by entry, for the rare tree with a name that is not UTF-8."""
     records: list[TreeRecord] = []
     bad: list[tuple[str, str]] = []
-    append = records.append
-    for item in out.split(b"\0"):
-        if not item:
-            continue
-        meta, _, raw_path = item.partition(b"\t")
-        mode, _type, oid, size = meta.split()
+    fields = out.split(b"\0")
+    if fields and not fields[-1]:
+        fields.pop()
+    it = iter(fields)
+    for mode, oid, size, raw in zip(it, it, it, it, strict=True):
         try:
-            path = raw_path.decode("utf-8")
+            path = raw.decode("utf-8")
         except UnicodeDecodeError:
-            bad.append((raw_path.decode("utf-8", "backslashreplace"), "name is not valid UTF-8"))
+            bad.append((raw.decode("utf-8", "backslashreplace"), "name is not valid UTF-8"))
             continue
-        append(TreeRecord(path, int(mode, 8), oid.decode(), int(size) if size != b"-" else -1))
+        records.append(
+            TreeRecord(path, int(mode, 8), oid.decode(), int(size) if size != b"-" else -1)
+        )
     return records, bad
 
 
@@ -196,8 +218,8 @@ class GitSource:
         Lets the caller walk the workspace while git reads the tree (two cores).
         """
         proc = subprocess.Popen(
-            ["git", f"--git-dir={self.git_dir}", "ls-tree", "-r", "-z", "--long", "--full-tree",
-             commit],
+            ["git", f"--git-dir={self.git_dir}", "ls-tree", "-r", "-z", "--full-tree",
+             LS_TREE_FORMAT, commit],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             stdin=subprocess.DEVNULL,

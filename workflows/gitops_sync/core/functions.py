@@ -121,12 +121,10 @@ def parse_function_toml(path: str, data: bytes) -> FunctionSpec:
 
 def find_function_tomls(desired: Mapping[str, SourceFile]) -> list[str]:
     """Paths of ``functions/<dir>/function.toml`` among the synced files, sorted."""
-    out = []
-    for path in desired:
-        parts = path.split("/")
-        if len(parts) == 3 and parts[0] == FUNCTIONS_DIR and parts[2] == FUNCTION_TOML:
-            out.append(path)
-    return sorted(out)
+    prefix, suffix = FUNCTIONS_DIR + "/", "/" + FUNCTION_TOML
+    return sorted(
+        p for p in desired if p.startswith(prefix) and p.endswith(suffix) and p.count("/") == 2
+    )
 
 
 def function_hash(spec: FunctionSpec, desired: Mapping[str, SourceFile]) -> str:

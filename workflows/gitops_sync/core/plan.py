@@ -122,7 +122,11 @@ def known_content(
     recorded: Mapping[str, RecordedFile],
     verified: Mapping[str, Content],
 ) -> Content | None:
-    """What a regular file holds, if known without reading it; None if unknown."""
+    """What a regular file holds, if known without reading it; None if unknown.
+
+    This is the compare rule (``plan_sync`` and ``paths_to_verify`` inline it for
+    speed): trust the manifest when size and stamp still match, else a fresh hash.
+    """
     rec = recorded.get(path)
     if rec is not None and rec.size == observed.size and rec.stamp == observed.stamp:
         return Content(rec.blob_id, rec.mode)
@@ -140,13 +144,27 @@ def paths_to_verify(
     stamp no longer matches the manifest (drift, or no manifest at all).
     """
     out = []
+    files = listing.files
     for path, want in desired.items():
-        obs = listing.files.get(path)
+        obs = files.get(path)
         if obs is None or obs.kind != "file" or obs.size != want.size:
             continue
-        if known_content(path, obs, recorded, {}) is None:
+        rec = recorded.get(path)
+        if rec is None or rec.size != obs.size or rec.stamp != obs.stamp:
             out.append(path)
     return out
+
+
+def directories_of(paths: Iterable[str]) -> set[str]:
+    """Every parent directory of every path (stops early at a known parent)."""
+    dirs: set[str] = set()
+    add = dirs.add
+    for path in paths:
+        d = path.rpartition("/")[0]
+        while d and d not in dirs:
+            add(d)
+            d = d.rpartition("/")[0]
+    return dirs
 
 
 def plan_sync(
@@ -158,14 +176,12 @@ def plan_sync(
 ) -> Plan:
     """Sort every path into add / update / chmod / delete / unchanged."""
     plan = Plan(skipped=list(skipped))
-    desired_dirs: set[str] = set()
-    for path in desired:
-        desired_dirs.update(parent_dirs(path))
+    desired_dirs = directories_of(desired)
 
     # file<->directory swaps: what stands in the way must go before the writes
     blocking_dirs = sorted((d for d in listing.dirs if d in desired), key=lambda d: -d.count("/"))
     blocked_prefixes = tuple(d + "/" for d in blocking_dirs)
-    blocked_files = {p for p in listing.files if p in desired_dirs}
+    blocked_files = {p for p in listing.files if p in desired_dirs} if desired_dirs else set()
     if blocked_prefixes:
         blocked_files.update(p for p in listing.files if p.startswith(blocked_prefixes))
         blocking_dirs = sorted(
@@ -175,26 +191,35 @@ def plan_sync(
     plan.blocking_files = sorted(blocked_files)
     plan.blocking_dirs = blocking_dirs
 
+    files = listing.files
+    add, update, chmod, unchanged = plan.add, plan.update, plan.chmod, plan.unchanged
+    stamps = plan.unchanged_stamps
     for path, want in desired.items():
-        obs = listing.files.get(path)
-        if obs is None or path in blocked_files:
-            plan.add.append(want)
+        obs = files.get(path)
+        if obs is None or (blocked_files and path in blocked_files):
+            add.append(want)
             continue
-        if obs.kind == "link":
-            plan.update.append(want)
+        if obs.kind != "file":
+            update.append(want)
             continue
-        have = known_content(path, obs, recorded, verified)
-        if have is None:
-            if obs.size == want.size:
-                raise ValueError(f"plan_sync: {path} needs verifying first (paths_to_verify)")
-            plan.update.append(want)
-        elif have.blob_id != want.blob_id:
-            plan.update.append(want)
-        elif have.mode != want.mode:
-            plan.chmod.append(want)
+        rec = recorded.get(path)
+        if rec is not None and rec.size == obs.size and rec.stamp == obs.stamp:
+            blob, mode = rec.blob_id, rec.mode
         else:
-            plan.unchanged.append(want)
-            plan.unchanged_stamps[path] = obs.stamp
+            seen = verified.get(path)
+            if seen is None:
+                if obs.size == want.size:
+                    raise ValueError(f"plan_sync: {path} needs verifying first (paths_to_verify)")
+                update.append(want)
+                continue
+            blob, mode = seen.blob_id, seen.mode
+        if blob != want.blob_id:
+            update.append(want)
+        elif mode != want.mode:
+            chmod.append(want)
+        else:
+            unchanged.append(want)
+            stamps[path] = obs.stamp
 
     plan.delete = sorted(p for p in listing.files if p not in desired and p not in blocked_files)
     blocking_set = set(blocking_dirs)

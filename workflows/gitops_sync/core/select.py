@@ -22,6 +22,10 @@ from .model import (
 )
 
 SYNCIGNORE = ".syncignore"
+_MODE_REASONS = {
+    MODE_LINK: "symbolic link: never followed or written",
+    MODE_GITLINK: "submodule: never followed or written",
+}
 ALWAYS_EXCLUDED = (".github/",)
 
 
@@ -36,6 +40,10 @@ class SyncIgnore:
 
             self._spec = pathspec.GitIgnoreSpec.from_lines(lines)
 
+    @property
+    def active(self) -> bool:
+        return self._spec is not None
+
     def matches(self, path: str) -> bool:
         return self._spec is not None and self._spec.match_file(path)
 
@@ -49,19 +57,19 @@ def select_desired(
     desired: dict[str, SourceFile] = {}
     skipped: list[Skipped] = []
     reserved = RESERVED_DIR + "/"
+    regular = (MODE_FILE, MODE_EXEC)
+    ignored = syncignore.matches if syncignore.active else None
     for rec in records:
         path = rec.path
-        if path.startswith(ALWAYS_EXCLUDED) or syncignore.matches(path):
+        if path.startswith(ALWAYS_EXCLUDED) or (ignored is not None and ignored(path)):
             continue
-        if path == RESERVED_DIR or path.startswith(reserved):
+        if path.startswith(reserved) or path == RESERVED_DIR:
             skipped.append(Skipped(path, "reserved: .gitops-sync/ belongs to the sync itself"))
-        elif rec.mode == MODE_LINK:
-            skipped.append(Skipped(path, "symbolic link: never followed or written"))
-        elif rec.mode == MODE_GITLINK:
-            skipped.append(Skipped(path, "submodule: never followed or written"))
-        elif rec.mode not in (MODE_FILE, MODE_EXEC):
-            skipped.append(Skipped(path, f"unsupported git mode {rec.mode:o}"))
-        elif (problem := name_problem(path) if name_problem else None) is not None:
+        elif rec.mode not in regular:
+            skipped.append(
+                Skipped(path, _MODE_REASONS.get(rec.mode, f"unsupported git mode {rec.mode:o}"))
+            )
+        elif name_problem is not None and (problem := name_problem(path)) is not None:
             skipped.append(Skipped(path, problem))
         else:
             desired[path] = rec  # the tree entry itself: no copy
