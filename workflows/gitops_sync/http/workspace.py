@@ -6,9 +6,13 @@ Everything served is what the last sync's manifest lists, read through
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
+import contextlib
 import logging
 import mimetypes
-from collections.abc import Iterator
+import threading
+from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING, Any
 
 from starlette.concurrency import run_in_threadpool
@@ -46,6 +50,64 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("gitops_sync")
 _SAFE_HEADERS = {"X-Content-Type-Options": "nosniff", "Cache-Control": "no-cache"}
+
+
+#: pieces a producer thread may run ahead of the network (x ~256 KiB: bounded memory)
+AHEAD = 16
+_END = object()
+
+
+async def produce_ahead(pieces: Iterator[bytes], depth: int = AHEAD) -> AsyncIterator[bytes]:
+    """Run a blocking iterator in its own thread, at most ``depth`` pieces ahead of the reader.
+
+    Starlette would pull a sync iterator one piece at a time in its thread pool,
+    so reading/compressing and sending would take turns. Here they overlap (two
+    cores), and the bounded queue keeps memory flat. An exception of the iterator
+    is raised here; when the reader stops early the producer stops too.
+    """
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[object] = asyncio.Queue(maxsize=depth)
+    stopped = threading.Event()
+
+    def put(item: object) -> bool:
+        fut = asyncio.run_coroutine_threadsafe(queue.put(item), loop)
+        while not stopped.is_set():
+            try:
+                fut.result(timeout=0.5)
+                return True
+            except concurrent.futures.TimeoutError:
+                continue
+            except (concurrent.futures.CancelledError, RuntimeError):
+                return False  # the loop is gone
+        fut.cancel()
+        return False
+
+    def produce() -> None:
+        try:
+            for piece in pieces:
+                if not put(piece):
+                    return
+            put(_END)
+        except BaseException as exc:  # handed to the reader, which raises it
+            put(exc)
+        finally:
+            close = getattr(pieces, "close", None)
+            if close is not None:
+                with contextlib.suppress(Exception):
+                    close()  # releases open files when the reader left early
+
+    thread = threading.Thread(target=produce, name="gitops-sync-stream", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = await queue.get()
+            if item is _END:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item  # type: ignore[misc]
+    finally:
+        stopped.set()
 
 
 class AbortableStreamingResponse(StreamingResponse):
@@ -109,11 +171,13 @@ async def get_archive(request: Request, ctx: AppContext) -> Response:
         "X-Gitops-Sync-Commit": commit,
         **_SAFE_HEADERS,
     }
-    # A sync iterator: Starlette pulls each piece in a worker thread, so reading
-    # and compressing never block the event loop. A WorkspaceChanged raised midway
-    # breaks the connection (no final chunk): the client sees a failed transfer.
+    # Produced in a thread (never blocking the event loop), a bounded few pieces
+    # ahead. A WorkspaceChanged raised midway breaks the connection (no final
+    # chunk): the client sees a failed transfer.
     return AbortableStreamingResponse(
-        stream_archive(store, manifest), media_type="application/zip", headers=headers
+        produce_ahead(stream_archive(store, manifest)),
+        media_type="application/zip",
+        headers=headers,
     )
 
 
@@ -191,8 +255,9 @@ async def get_file(request: Request, ctx: AppContext) -> Response:
         log.warning("workspace file %s unreadable: %s", path, exc)
         return _error(503, "the workspace cannot be read right now")
     headers["Content-Length"] = str(length)
-    return AbortableStreamingResponse(_logged(body, path), status_code=status, media_type=ctype,
-                             headers=headers)  # fmt: skip
+    return AbortableStreamingResponse(
+        produce_ahead(_logged(body, path)), status_code=status, media_type=ctype, headers=headers
+    )
 
 
 def _logged(body: Iterator[bytes], path: str) -> Iterator[bytes]:
