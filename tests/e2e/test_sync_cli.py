@@ -312,3 +312,30 @@ def test_token_never_appears_in_output(tmp_path):
     assert token not in proc.stderr + proc.stdout
     assert "zzz" not in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_names_that_are_not_utf8_are_skipped_and_reported(tmp_path):
+    """A tree entry whose name is not UTF-8 is reported as skipped; the rest syncs."""
+    repo = Repo(tmp_path / "repo")
+    repo.write("ok.txt", "ok")
+    (repo.path / os.fsdecode(b"caf\xe9.txt")).write_bytes(b"latin-1 name")
+    commit = repo.commit("A")
+    ws = tmp_path / "ws"
+    report = sync_json(repo.path, commit, ws)
+    assert {"ok.txt"} == set(workspace_files(ws))
+    assert [("caf\\xe9.txt", "name is not valid UTF-8")] == [
+        (s["path"], s["reason"]) for s in report["skipped"]
+    ]
+
+
+def test_awkward_but_valid_names_sync_byte_for_byte(tmp_path):
+    """Non-ASCII, spaces, tabs, quotes and backslashes in names arrive unquoted and exact."""
+    repo = Repo(tmp_path / "repo")
+    names = ["ü.txt", "sp ace/f.txt", 'tab\tq"uote\\.txt', "日本/語.md", "-dash.txt"]
+    for i, name in enumerate(names):
+        repo.write(name, f"content {i}\n")
+    commit = repo.commit("A")
+    ws = tmp_path / "ws"
+    report = sync_json(repo.path, commit, ws)
+    assert [] == report["skipped"]
+    assert_exact(repo, commit, ws)

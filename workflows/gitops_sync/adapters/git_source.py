@@ -42,23 +42,22 @@ _NOT_A_REPO = (
 CHUNK = 1 << 20
 
 
-# NUL between fields and records: one split parses the whole tree, and any path is safe
-LS_TREE_FORMAT = "--format=%(objectmode)%x00%(objectname)%x00%(objectsize)%x00%(path)"
-
-
 def _parse_ls_tree(out: bytes) -> tuple[list[TreeRecord], list[tuple[str, str]]]:
+    """Parse ``git ls-tree -r -z --long``: ``mode type oid size\tpath`` NUL-terminated.
+
+    Not ``--format``: git C-quotes ``%(path)`` inside a custom format even with -z.
+    """
     try:
         text = out.decode("utf-8")
     except UnicodeDecodeError:
         return _parse_ls_tree_slow(out)
-    fields = text.split("\0")
-    if fields and not fields[-1]:
-        fields.pop()
-    it = iter(fields)
-    records = [
-        TreeRecord(path, int(mode, 8), oid, int(size) if size != "-" else -1)
-        for mode, oid, size, path in zip(it, it, it, it, strict=True)
-    ]
+    records: list[TreeRecord] = []
+    append = records.append
+    for item in text.split("\0"):
+        if item:
+            meta, _, path = item.partition("\t")
+            mode, _type, oid, size = meta.split()
+            append(TreeRecord(path, int(mode, 8), oid, int(size) if size != "-" else -1))
     return records, []
 
 
@@ -66,11 +65,11 @@ def _parse_ls_tree_slow(out: bytes) -> tuple[list[TreeRecord], list[tuple[str, s
     """Entry by entry, for the rare tree with a name that is not UTF-8."""
     records: list[TreeRecord] = []
     bad: list[tuple[str, str]] = []
-    fields = out.split(b"\0")
-    if fields and not fields[-1]:
-        fields.pop()
-    it = iter(fields)
-    for mode, oid, size, raw in zip(it, it, it, it, strict=True):
+    for item in out.split(b"\0"):
+        if not item:
+            continue
+        meta, _, raw = item.partition(b"\t")
+        mode, _type, oid, size = meta.split()
         try:
             path = raw.decode("utf-8")
         except UnicodeDecodeError:
@@ -218,8 +217,8 @@ class GitSource:
         Lets the caller walk the workspace while git reads the tree (two cores).
         """
         proc = subprocess.Popen(
-            ["git", f"--git-dir={self.git_dir}", "ls-tree", "-r", "-z", "--full-tree",
-             LS_TREE_FORMAT, commit],
+            ["git", f"--git-dir={self.git_dir}", "ls-tree", "-r", "-z", "--long",
+             "--full-tree", commit],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             stdin=subprocess.DEVNULL,
