@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
+import os
 import random
 import threading
+import time
 import zipfile
 from pathlib import Path
 
@@ -221,3 +224,41 @@ def test_a_sync_landing_mid_download_breaks_the_transfer(
     assert after.headers["etag"] == f'"{second}"'
     zf = zipfile.ZipFile(io.BytesIO(after.content))
     assert zf.read("blobs/59.bin") == (ws / "blobs/59.bin").read_bytes()
+
+
+def _stream_threads() -> int:
+    return sum(t.name == "gitops-sync-stream" for t in threading.enumerate())
+
+
+def _open_in(root: Path) -> list[str]:
+    found = []
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):
+            target = os.readlink(f"/proc/self/fd/{fd}")
+            if target.startswith(str(root)):
+                found.append(target)
+    return found
+
+
+def test_a_client_that_hangs_up_stops_the_producer(tmp_path: Path) -> None:
+    """When the client goes away mid-archive, the producer thread ends and closes its files."""
+    rng = random.Random(8)
+    repo = Repo(tmp_path / "repo")
+    repo.git("config", "core.compression", "0")
+    for i in range(40):
+        repo.write(f"b/{i:02d}.bin", rng.randbytes(1 << 20))
+    commit = repo.commit("first")
+    ws = tmp_path / "ws"
+    sync(repo.path, commit, ws, tmp_path / "cache")
+    with live_server(Ctx(DirectoryStore(ws))) as base:
+        with (
+            httpx.Client(timeout=30) as client,
+            client.stream("GET", f"{base}/api/workspace/archive", headers=auth()) as r,
+        ):
+            next(r.iter_raw())
+            assert _stream_threads() == 1
+        # The connection is closed; the server notices on its next write.
+        deadline = time.monotonic() + 30
+        while (_stream_threads() or _open_in(ws)) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert (_stream_threads(), _open_in(ws)) == (0, [])
