@@ -81,6 +81,22 @@ def test_write_creates_parents_and_list_shows_them(store: WorkspaceStore):
     assert {"file"} == {f.kind for f in listing.files.values()}
 
 
+@pytest.mark.parametrize(
+    "path",
+    ["with space/a b.txt", "unicodé/naïve ü.txt", "pct%20and+plus/x&y=z#h.txt", "-dash/~tilde"],
+    ids=["spaces", "unicode", "url-characters", "dash-tilde"],
+)
+def test_odd_but_legal_names_round_trip(store: WorkspaceStore, path: str):
+    """Names with spaces, non-ASCII and URL-special characters are listed and read as written."""
+    store.write_file(path, MODE_FILE, [path.encode()])
+    listing = store.list()
+    assert [path] == list(listing.files)
+    assert {path.split("/")[0]} == listing.dirs
+    assert path.encode() == read_all(store, path)
+    store.delete_file(path)
+    assert {} == store.list().files
+
+
 def test_stamp_changes_on_every_write_and_mode_change(store: WorkspaceStore):
     """A file's stamp changes when it is rewritten (even with the same bytes) or re-moded."""
     first = store.write_file("f.txt", MODE_FILE, [b"same"])
