@@ -441,3 +441,15 @@ def test_azure_refuses_connections_without_a_file_service(conn: str):
     """A connection string with no Azure Files behind it is a UsageError, not a stray request."""
     with pytest.raises(UsageError):
         AzureFilesStore.from_connection_string(conn, "ws")
+
+
+def test_azure_identity_uses_the_backup_intent():
+    """With a token credential (managed identity) requests carry the intent Azure Files needs."""
+
+    class TokenCredential:  # the shape azure-identity's credentials have
+        def get_token(self, *scopes, **kwargs):
+            raise AssertionError("no request is made by building a store")
+
+    store = AzureFilesStore.from_account_name("acct", "ws", TokenCredential())
+    assert "https://acct.file.core.windows.net/ws" == store.describe()
+    assert "backup" == store._share.file_request_intent
