@@ -14,6 +14,9 @@ from gitops_sync.connections import Connection
 from gitops_sync.core.errors import ConflictError, RepositoryUnreachable
 from gitops_sync.core.manifest import loads
 from gitops_sync.jobs import FAILED, QUEUED, SUCCEEDED, SUPERSEDED
+from tests.fakes.azure_files import FakeShare
+from tests.fakes.azure_files import azure_files_share as azure_files_share
+from tests.fakes.azure_files import fake_file_service_session as fake_file_service_session
 from tests.gitrepo import expected_files, workspace_files
 from tests.pipeline_support import Stack, delivery_headers, make_stack, push_payload
 
@@ -259,3 +262,26 @@ def test_busy_workspace_on_the_last_delivery_requeues_instead_of_failing(stack: 
     job = stack.ctx.jobs.get(job_id)
     assert job is not None and job.status == QUEUED and "another sync" in (job.error or "")
     assert stack.ctx.queue.peek_count() == 1  # the fresh message, visible after a delay
+
+
+def test_workspace_share_is_synced_through_azure_files(
+    storage: str, tmp_path: Path, azure_files_share: FakeShare
+):
+    """With WORKSPACE_SHARE set the worker syncs into that Azure Files share (the fake
+    File service beside Azurite) and the local WORKSPACE_ROOT stays untouched."""
+    from gitops_sync.adapters.azure_files import AzureFilesStore
+
+    share = azure_files_share
+    conn = storage + f"FileEndpoint={share.service.endpoint};"
+    stack = make_stack(storage, tmp_path, extra_env={"AzureWebJobsStorage": conn,
+                                                     "WORKSPACE_SHARE": share.share})  # fmt: skip
+    [commit] = _commits(stack, 1)
+    job_id = _push(stack, commit)["job_id"]
+    stack.run_queue()
+    job = stack.ctx.jobs.get(job_id)
+    assert job is not None and job.status == SUCCEEDED, job and job.error
+    store = AzureFilesStore.from_connection_string(conn, share.share)
+    assert isinstance(stack.ctx.workspace_store(), AzureFilesStore)
+    listed = sorted(store.list().files)
+    assert listed == sorted(expected_files(stack.repo.path, commit))
+    assert not stack.workspace.exists()

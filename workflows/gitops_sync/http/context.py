@@ -109,9 +109,15 @@ class AppContext:
             from ..adapters.azure_files import AzureFilesStore  # only Azure Files needs it
 
             conn_str = storage_connection(self.settings)
-            if not conn_str:
-                raise UsageError("WORKSPACE_SHARE needs AzureWebJobsStorage as a connection string")
-            store = AzureFilesStore.from_connection_string(conn_str, share)
+            account = self.settings.storage_account_name
+            if conn_str:
+                store = AzureFilesStore.from_connection_string(conn_str, share)
+            elif account:
+                from azure.identity import DefaultAzureCredential
+
+                store = AzureFilesStore.from_account_name(account, share, DefaultAzureCredential())
+            else:
+                raise UsageError("WORKSPACE_SHARE needs AzureWebJobsStorage")
         else:
             root: Path = self.settings.workspace_root
             store = DirectoryStore(root / folder if folder else root)
