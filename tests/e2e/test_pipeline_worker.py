@@ -285,3 +285,38 @@ def test_workspace_share_is_synced_through_azure_files(
     listed = sorted(store.list().files)
     assert listed == sorted(expected_files(stack.repo.path, commit))
     assert not stack.workspace.exists()
+
+
+def test_lease_is_renewed_while_held_and_lapses_after_a_crash(storage: str):
+    """A held workspace lease outlives its duration while its holder renews it, and one
+    abandoned without renewal (a crashed worker) frees the workspace after the duration."""
+    import threading
+    import time
+    import uuid
+
+    from gitops_sync.adapters.leases import WorkspaceLeases
+
+    container = f"l{uuid.uuid4().hex[:12]}"
+    leases = WorkspaceLeases.from_connection_string(storage, container, duration=15)
+    release = threading.Event()
+    held = threading.Event()
+
+    def holder() -> None:
+        with leases.hold("alive"):
+            held.set()
+            release.wait(60)
+
+    t = threading.Thread(target=holder)
+    t.start()
+    assert held.wait(30)
+    crashed = leases.try_acquire("crashed")
+    assert crashed is not None  # taken and never renewed nor released
+    assert leases.try_acquire("crashed") is None
+    time.sleep(17)  # past the 15 s duration
+    try:
+        assert leases.try_acquire("alive") is None  # renewed by its holder
+        assert leases.try_acquire("crashed") is not None  # lapsed
+    finally:
+        release.set()
+        t.join()
+    assert leases.try_acquire("alive") is not None  # released on exit
