@@ -68,6 +68,7 @@ def make_stack(
     tmp_path: Path,
     *,
     secret: str | None = SECRET,
+    repository: str | None = REPOSITORY,
     repo_url: str | None = None,
     token: str | None = None,
     extra_env: Mapping[str, str] | None = None,
@@ -76,7 +77,7 @@ def make_stack(
     workspace = tmp_path / "workspace"
     env = {
         "AzureWebJobsStorage": storage,
-        "SYNC_REPOSITORY": REPOSITORY,
+        "SYNC_REPOSITORY": repository or "",
         "SYNC_REPO_URL": repo_url or str(repo.path),
         "WORKSPACE_ROOT": str(workspace),
         "SYNC_QUEUE": f"q{uuid.uuid4().hex[:16]}",

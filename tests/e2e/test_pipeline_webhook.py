@@ -246,6 +246,7 @@ def test_secret_of_repo_a_cannot_trigger_repo_b(stack: Stack, http: Client):
             branch="main",
             repo_url=str(stack.repo.path),
             secret_setting="B_WEBHOOK_SECRET",
+            share="b-share",  # its own workspace (this test never syncs it)
         )
     )
     body = push_payload(_commit(stack), repository="acme/b")

@@ -230,24 +230,43 @@ def test_reconcile_repairs_drift_and_skips_live_jobs(stack: Stack):
     assert (job.status, job.kind, job.commit) == (SUCCEEDED, "reconcile", commit)
 
 
-def test_each_connection_syncs_into_its_own_workspace(stack: Stack, tmp_path: Path):
-    """A second connection syncs its own repository into its folder under the root, and
-    the default workspace is not touched by it."""
+def test_each_connection_syncs_into_its_own_folder_and_never_wipes_another(
+    storage: str, tmp_path: Path
+):
+    """Two stored connections sync their repositories into their own folders under the
+    root; each sync leaves the other's folder intact."""
     from tests.gitrepo import Repo
 
-    other = Repo(tmp_path / "other-repo")
-    other.write("b.txt", "from b\n")
-    b_commit = other.commit("b")
-    stack.app_settings["B_SECRET"] = "whsec-b-92"
-    stack.ctx.connections.add(
-        Connection("b", "acme/b", "main", str(other.path), "B_SECRET", workspace="b-site")
-    )
-    body = push_payload(b_commit, repository="acme/b")
-    answer = intake.receive(stack.ctx, delivery_headers(body, secret="whsec-b-92"), body)
-    assert answer.status == 202
-    stack.run_queue()
-    assert workspace_files(stack.workspace / "b-site") == expected_files(other.path, b_commit)
-    assert sorted(p.name for p in stack.workspace.iterdir()) == ["b-site"]
+    stack = make_stack(storage, tmp_path, repository=None)
+    heads = {}
+    for name in ("a", "b"):
+        repo = Repo(tmp_path / f"repo-{name}")
+        repo.write(f"{name}.txt", f"from {name}\n")
+        heads[name] = (repo, repo.commit(name))
+        stack.app_settings[f"{name.upper()}_SECRET"] = f"whsec-{name}-92"
+        stack.ctx.connections.add(
+            Connection(name, f"acme/{name}", "main", str(repo.path), f"{name.upper()}_SECRET")
+        )
+    for name, (_, commit) in heads.items():
+        body = push_payload(commit, repository=f"acme/{name}")
+        headers = delivery_headers(body, secret=f"whsec-{name}-92")
+        assert intake.receive(stack.ctx, headers, body).status == 202
+        stack.run_queue()
+    for name, (repo, commit) in heads.items():
+        assert workspace_files(stack.workspace / name) == expected_files(repo.path, commit)
+    assert sorted(p.name for p in stack.workspace.iterdir()) == ["a", "b"]
+
+
+def test_overlapping_workspaces_are_refused(stack: Stack):
+    """A stored connection whose folder would sit inside the env connection's workspace
+    (WORKSPACE_ROOT), or share another's folder, is refused: a sync would wipe it."""
+    from gitops_sync.core.errors import UsageError
+
+    with pytest.raises(UsageError, match="overlap"):
+        stack.ctx.connections.add(Connection("b", "acme/b", "main", "/r", "S", workspace="b"))
+    stack.ctx.connections.add(Connection("c", "acme/c", "main", "/r", "S", share="share-c"))
+    with pytest.raises(UsageError, match="share-c"):
+        stack.ctx.connections.add(Connection("d", "acme/d", "main", "/r", "S", share="share-c"))
 
 
 def test_busy_workspace_on_the_last_delivery_requeues_instead_of_failing(stack: Stack):

@@ -103,6 +103,37 @@ def validate(conn: Connection) -> None:
             raise UsageError("workspace: .gitops-sync is reserved")
 
 
+def _folder(conn: Connection) -> str | None:
+    """The folder under WORKSPACE_ROOT a connection syncs into ("" = the root itself)."""
+    if conn.share:
+        return None
+    return "" if conn.id == DEFAULT_ID else (conn.workspace or conn.id)
+
+
+def workspace_clash(conn: Connection, others: list[Connection]) -> str | None:
+    """Why ``conn``'s workspace would overlap another's, or None.
+
+    A sync deletes whatever its commit does not hold, so one workspace nested in
+    another (the env connection's is WORKSPACE_ROOT itself) would be wiped by it.
+    """
+    mine = _folder(conn)
+    for other in others:
+        if conn.share and conn.share == other.share:
+            return f"share {conn.share} is already the workspace of {other.id!r}"
+        theirs = _folder(other)
+        if mine is None or theirs is None:
+            continue
+        if mine == theirs or (mine + "/").startswith(theirs + "/") or not theirs or not mine:
+            return (
+                f"workspace {mine or '(WORKSPACE_ROOT)'} would overlap {other.id!r}'s"
+                f" ({theirs or 'WORKSPACE_ROOT'}): give one of them its own --share"
+                + (" or unset SYNC_REPOSITORY" if DEFAULT_ID in (conn.id, other.id) else "")
+            )
+        if (theirs + "/").startswith(mine + "/"):
+            return f"workspace {mine} would contain {other.id!r}'s ({theirs})"
+    return None
+
+
 class ConnectionStore:
     """The default (env) connection plus those kept in Table Storage."""
 
@@ -180,6 +211,9 @@ class ConnectionStore:
         other = self.for_repository(conn.repository)
         if other is not None and other.id != conn.id:
             raise UsageError(f"{conn.repository} is already connected as {other.id!r}")
+        problem = workspace_clash(conn, [c for c in self.all() if c.id != conn.id])
+        if problem:
+            raise UsageError(problem)
         self.tables.replace("connections", conn.to_entity())
 
     def remove(self, conn_id: str) -> bool:

@@ -15,7 +15,7 @@ from ..adapters.dir_store import DirectoryStore
 from ..adapters.leases import WorkspaceLeases
 from ..adapters.queues import JobQueue
 from ..adapters.tables import Tables
-from ..connections import DEFAULT_ID, ConnectionStore, HeadStore
+from ..connections import DEFAULT_ID, ConnectionStore, HeadStore, workspace_clash
 from ..core.errors import UsageError
 from ..jobs import JobStore
 from ..ports import WorkspaceStore
@@ -103,6 +103,10 @@ class AppContext:
             conn = self.connections.get(key)
             if conn is None:
                 raise UsageError(f"no connection {key!r}")
+            default = self.connections.default()
+            clash = workspace_clash(conn, [default] if default else [])
+            if clash:  # e.g. added before SYNC_REPOSITORY was set: refuse, never wipe
+                raise UsageError(f"connection {key}: {clash}")
             share, folder = conn.share, conn.workspace or (None if conn.share else conn.id)
         store: WorkspaceStore
         if share:
