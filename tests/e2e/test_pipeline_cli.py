@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from gitops_sync.http.context import AppContext
-from gitops_sync.jobs import Job
+from gitops_sync.jobs import Job, new_job_id
 from gitops_sync.settings import Settings
 
 pytestmark = pytest.mark.azurite
@@ -66,9 +66,9 @@ def test_connections_add_refuses_a_secret_value_as_a_setting_name(env: dict[str,
 def test_jobs_list_and_show_read_the_tables(env: dict[str, str]):
     """A job recorded in the tables is listed and shown by the CLI; an unknown id fails."""
     ctx = AppContext.from_settings(Settings.from_env(env))
-    job = Job(uuid.uuid4().hex, "default", "acme/site", "f" * 40)
+    job = Job(new_job_id(), "default", "acme/site", "f" * 40)
     ctx.jobs.create(job)
-    listed = _run(env, "jobs", "list", "--json", "--limit", "500")
+    listed = _run(env, "jobs", "list", "--json", "--limit", "5")
     assert listed.returncode == 0, listed.stderr
     assert job.job_id in [d["job_id"] for d in json.loads(listed.stdout)]
     shown = _run(env, "jobs", "show", job.job_id, "--json")

@@ -83,6 +83,7 @@ def test_out_of_order_deliveries_end_at_the_newest_commit(stack: Stack):
     assert (first.status, first.superseded_by) == (SUPERSEDED, job_a)
     assert second.status == SUCCEEDED and second.summary is not None
     assert second.summary["commit"] == b
+    assert [j.job_id for j in stack.ctx.jobs.list()] == [job_a, job_b]  # newest first
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])

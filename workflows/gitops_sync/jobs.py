@@ -7,6 +7,7 @@ the same connection took over). Records live in Table Storage, one entity each.
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
@@ -24,14 +25,19 @@ QUEUED, RUNNING, SUCCEEDED, FAILED, SUPERSEDED = (
     "superseded",
 )
 FINAL = frozenset({SUCCEEDED, FAILED, SUPERSEDED})
-_RK = "job"
+# One partition, keyed by job id; ids sort newest first (see new_job_id), so the
+# newest jobs are the first page of a plain query.
+_PK = "job"
+_NEWEST = 10**13  # ms since 1970 stays below this until the year 2286
 # Table string properties hold 64 KiB of UTF-16, i.e. 32K characters; keep a margin.
 SUMMARY_CHARS = 30_000
 ERROR_CHARS = 4_000
 
 
 def new_job_id() -> str:
-    return uuid.uuid4().hex
+    """A unique id that sorts newest first: inverted milliseconds, then randomness."""
+    inverted = _NEWEST - int(time.time() * 1000)
+    return f"{inverted:013d}{uuid.uuid4().hex[:12]}"
 
 
 @dataclass(slots=True)
@@ -106,7 +112,7 @@ class JobStore:
         doc = asdict(job)
         doc["summary"] = json.dumps(fit_summary(job.summary)) if job.summary else ""
         out = {k: v for k, v in doc.items() if v is not None}
-        out.update(PartitionKey=job.job_id, RowKey=_RK)
+        out.update(PartitionKey=_PK, RowKey=job.job_id)
         return out
 
     @staticmethod
@@ -130,15 +136,18 @@ class JobStore:
     def get(self, job_id: str) -> Job | None:
         if not job_id or not all(c.isalnum() or c in "-_" for c in job_id) or len(job_id) > 100:
             return None  # never a valid key: not found, rather than a storage error
-        got = self.tables.get("jobs", job_id, _RK)
+        got = self.tables.get("jobs", _PK, job_id)
         return self._job(got[0]) if got else None
 
     def list(self, limit: int = 50, connection: str | None = None) -> list[Job]:
-        """Newest first."""
-        query = "RowKey eq @rk" + (" and connection eq @conn" if connection else "")
-        params: dict[str, Any] = {"rk": _RK}
+        """The newest ``limit`` jobs (of one connection), newest first; reads only those."""
+        query = "PartitionKey eq @pk" + (" and connection eq @conn" if connection else "")
+        params: dict[str, Any] = {"pk": _PK}
         if connection:
             params["conn"] = connection
-        jobs = [self._job(e) for e in self.tables.query("jobs", query, **params)]
-        jobs.sort(key=lambda j: j.created_at, reverse=True)
-        return jobs[:limit]
+        jobs: list[Job] = []
+        for entity in self.tables.query("jobs", query, page_size=min(limit, 1000), **params):
+            jobs.append(self._job(entity))
+            if len(jobs) >= limit:
+                break
+        return jobs

@@ -145,10 +145,16 @@ class Tables:
         with contextlib.suppress(ResourceNotFoundError):
             self._call(f"deleting from {role}", lambda: table.delete_entity(pk, rk))
 
-    def query(self, role: str, query_filter: str, **params: Any) -> Iterator[Entity]:
+    def query(
+        self, role: str, query_filter: str, page_size: int | None = None, **params: Any
+    ) -> Iterator[Entity]:
+        """Entities matching ``query_filter`` (``@name`` placeholders from ``params``)."""
         table = self.client(role)
         try:
-            for entity in table.query_entities(query_filter, parameters=params or None):
+            found = table.query_entities(
+                query_filter, parameters=params or None, results_per_page=page_size
+            )
+            for entity in found:
                 yield dict(entity)
         except AzureError as exc:
             raise _fail(exc, f"querying {role}") from exc
