@@ -56,6 +56,12 @@ def _parse_range(value: str | None) -> tuple[int, int | None] | None:
 class FileRestHandler(BaseHTTPRequestHandler):
     service: FakeFileService
     protocol_version = "HTTP/1.1"
+    # Headers and body go out in two writes; with Nagle's algorithm on, every response
+    # with a body would wait ~40 ms for the client's delayed ACK.
+    disable_nagle_algorithm = True
+    # Headers and body go out in two writes; with Nagle on, each response with a body
+    # would wait ~40 ms for the client's delayed ACK.
+    disable_nagle_algorithm = True
 
     def log_message(self, format: str, *args: object) -> None:
         pass  # tests stay quiet
