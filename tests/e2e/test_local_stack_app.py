@@ -177,3 +177,30 @@ def test_taken_port_fails_with_one_clear_line() -> None:
             LocalServer(create_app(FakeContext(), ROUTES), port=first.port)  # type: ignore[arg-type]
     finally:
         first.close()
+
+
+def test_accepted_connections_have_tcp_nodelay() -> None:
+    """Connections accepted on the bound socket have TCP_NODELAY (else answers stall ~40 ms)."""
+    import socket
+
+    from gitops_sync.local.server import bind
+
+    sock = bind(0)
+    seen: list[int] = []
+
+    class Record(asyncio.Protocol):
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            conn = transport.get_extra_info("socket")
+            seen.append(conn.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+            transport.close()
+
+    async def main() -> None:
+        server = await asyncio.get_running_loop().create_server(Record, sock=sock)
+        async with server:
+            _reader, writer = await asyncio.open_connection(*sock.getsockname())
+            while not seen:
+                await asyncio.sleep(0.01)
+            writer.close()
+
+    asyncio.run(main())
+    assert [1] == [int(bool(v)) for v in seen]
