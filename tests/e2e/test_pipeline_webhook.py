@@ -356,3 +356,28 @@ def test_fuzzed_deliveries_never_give_5xx(storage: str, tmp_path_factory):
 
     with client(stack.ctx) as http:
         run()
+
+
+@pytest.mark.parametrize(
+    ("age_s", "expected"),
+    [pytest.param(5, "duplicate", id="young"), pytest.param(600, "queued", id="abandoned")],
+)
+def test_markers_left_by_a_crashed_intake(stack: Stack, http: Client, age_s: int, expected):
+    """Markers naming a job that was never recorded (an intake that crashed midway) still
+    count as in flight for a short while, then a redelivery takes them over and queues."""
+    from datetime import UTC, datetime, timedelta
+
+    from gitops_sync.intake import _delivery_key
+
+    commit = _commit(stack)
+    since = (datetime.now(UTC) - timedelta(seconds=age_s)).isoformat()
+    for key in (_delivery_key("crashed-delivery"), "c-" + commit):
+        marker = {"PartitionKey": "default", "RowKey": key, "job_id": "ghost", "created_at": since}
+        assert stack.ctx.tables.insert("markers", marker)
+    body = push_payload(commit)
+    status, doc = _post(http, body, delivery_headers(body, delivery="crashed-delivery"))
+    assert doc is not None and doc["status"] == expected
+    if expected == "queued":
+        assert status == 202 and stack.ctx.jobs.get(doc["job_id"]) is not None
+    else:
+        assert (status, doc["job_id"]) == (200, "ghost")

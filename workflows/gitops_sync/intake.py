@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
@@ -85,11 +85,16 @@ def accept_push(ctx: AppContext, conn: Connection, commit: str, delivery: str | 
     tables = ctx.tables
     marker = {"PartitionKey": conn.id, "job_id": job_id, "created_at": now_iso()}
     if delivery:
-        dkey = _delivery_key(delivery)
-        if not tables.insert("markers", {**marker, "RowKey": dkey}):
-            got = tables.get("markers", conn.id, dkey)
-            return wh.duplicate(str(got[0]["job_id"]) if got else job_id)
-    won, owner = _claim_commit(ctx, conn, commit, job_id)
+        # A redelivery never makes a second job, whatever became of the first.
+        key = _delivery_key(delivery)
+        won, owner = _claim(ctx, conn, key, job_id, _recorded_or_young(ctx))
+        if not won:
+            return wh.duplicate(owner)
+
+    def commit_live(owner: str, since: str) -> bool:
+        return _still_live(ctx, conn, commit, owner, since)
+
+    won, owner = _claim(ctx, conn, "c-" + commit, job_id, commit_live)
     if not won:
         if delivery:  # so a redelivery of this id names the job that exists
             tables.replace(
@@ -98,9 +103,8 @@ def accept_push(ctx: AppContext, conn: Connection, commit: str, delivery: str | 
         return wh.duplicate(owner)
 
     seq = ctx.heads.advance(conn.id, job_id, commit)
-    job = Job(
-        job_id, conn.id, conn.repository, commit, "push", seq, delivery=wh.short(delivery or "")
-    )
+    kept = wh.short(delivery) if delivery else None  # sender-controlled: bounded
+    job = Job(job_id, conn.id, conn.repository, commit, "push", seq, delivery=kept)
     ctx.jobs.create(job)
     try:
         ctx.queue.send(job_message(job))
@@ -127,9 +131,14 @@ def job_message(job: Job) -> str:
     return json.dumps({"job_id": job.job_id, "connection": job.connection, "seq": job.seq})
 
 
-def _claim_commit(ctx: AppContext, conn: Connection, commit: str, job_id: str) -> tuple[bool, str]:
-    """Atomically make ``job_id`` the commit's job, unless a live job already has it."""
-    key = "c-" + commit
+def _claim(
+    ctx: AppContext, conn: Connection, key: str, job_id: str, live: Callable[[str, str], bool]
+) -> tuple[bool, str]:
+    """Atomically make ``job_id`` the owner of marker ``key`` unless its owner is ``live``.
+
+    Returns (won, owner). Insert-if-absent decides the common race; a marker whose
+    owner is over is taken over with its ETag, so exactly one racer wins that too.
+    """
     entity = {"PartitionKey": conn.id, "RowKey": key, "job_id": job_id, "created_at": now_iso()}
     owner = job_id
     for _ in range(10):
@@ -140,25 +149,31 @@ def _claim_commit(ctx: AppContext, conn: Connection, commit: str, job_id: str) -
             continue  # released meanwhile: try inserting again
         current, etag = got
         owner = str(current["job_id"])
-        if _still_live(ctx, conn, commit, owner, str(current.get("created_at", ""))):
+        if live(owner, str(current.get("created_at", ""))):
             return False, owner
-        # The commit's last job is over (failed, superseded, or synced but since moved
-        # past): take the marker over with the ETag, so exactly one racer wins.
         if ctx.tables.replace("markers", entity, etag=etag):
             return True, job_id
     return False, owner
+
+
+def _young(since: str) -> bool:
+    # The winner records its job right after its markers; only a crash leaves none.
+    try:
+        age = (datetime.now(UTC) - datetime.fromisoformat(since)).total_seconds()
+    except ValueError:
+        return False
+    return age < ABANDONED_AFTER_S
+
+
+def _recorded_or_young(ctx: AppContext) -> Callable[[str, str], bool]:
+    return lambda owner, since: ctx.jobs.get(owner) is not None or _young(since)
 
 
 def _still_live(ctx: AppContext, conn: Connection, commit: str, job_id: str, since: str) -> bool:
     """Queued, running, or synced and still the workspace's commit."""
     job = ctx.jobs.get(job_id)
     if job is None:
-        # The winner inserts its record right after its marker; only a crash leaves none.
-        try:
-            age = (datetime.now(UTC) - datetime.fromisoformat(since)).total_seconds()
-        except ValueError:
-            return False
-        return age < ABANDONED_AFTER_S
+        return _young(since)
     if job.status in (QUEUED, RUNNING):
         return True
     return job.status == SUCCEEDED and ctx.heads.read(conn.id).synced_commit == commit
