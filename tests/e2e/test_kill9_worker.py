@@ -155,7 +155,10 @@ def test_kill9_during_sync_converges_and_never_shows_partial_files(
         assert expected_files(repo.path, head) == workspace_files(workspace)
         assert [] == sorted(set(reader.bad))
         assert reader.reads > SMALL_FILES  # it really read while the kills happened
-        print(f"sync {full_sync_s:.2f}s, {killed_while_running}/{KILLS} kills mid-sync")
+        print(
+            f"sync {full_sync_s:.2f}s, {killed_while_running}/{KILLS} kills mid-sync,"
+            f" {reader.reads} reads"
+        )
         assert killed_while_running >= KILLS // 2, "most kills should land mid-sync"
         assert 0 == worker.terminate()
     finally:
