@@ -94,7 +94,10 @@ class Stack:
     def _on_signal(self, sig: int) -> None:
         assert self._stop is not None
         if self._stop.is_set() and sig == signal.SIGINT:
-            raise KeyboardInterrupt  # a second Ctrl-C: stop waiting for in-flight work
+            # A second Ctrl-C: stop waiting for in-flight work, but never leave Azurite behind.
+            if self.azurite is not None:
+                self.azurite.stop()
+            raise KeyboardInterrupt
         log.info("received %s, stopping", signal.Signals(sig).name)
         self._stop.set()
 
@@ -143,7 +146,8 @@ class Stack:
                 if tasks[0].done():
                     break
                 await asyncio.sleep(0.02)
-        if self.on_ready is not None and not any(t.done() for t in tasks):
+        ready = not self._stop.is_set() and not any(t.done() for t in tasks)
+        if self.on_ready is not None and ready:
             self.on_ready(self)
         stopper = asyncio.create_task(self._stop.wait())
         await asyncio.wait({stopper, *tasks}, return_when=asyncio.FIRST_COMPLETED)
