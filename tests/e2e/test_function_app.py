@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import json
+import os
 import sys
 import tomllib
 from pathlib import Path
@@ -217,3 +218,17 @@ def test_workspace_store_is_a_directory_under_the_root(stack: Stack):
     """Without WORKSPACE_SHARE the default workspace is the WORKSPACE_ROOT directory."""
     store = stack.ctx.workspace_store()
     assert isinstance(store, DirectoryStore) and store.root == stack.workspace.absolute()
+
+
+def test_app_indexes_without_any_storage_setting(tmp_path: Path):
+    """Importing the app (what the host's indexing does) needs no storage and no settings."""
+    import subprocess
+
+    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path)}
+    code = "import function_app as f; print(len(f.app.get_functions()))"
+    proc = subprocess.run(
+        [sys.executable, "-c", code], cwd=APP_ROOT, env=env, capture_output=True, text=True,
+        timeout=120, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert int(proc.stdout.strip()) == len(ROUTES) + 2

@@ -7,7 +7,9 @@ import os
 import subprocess
 import sys
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -17,6 +19,7 @@ from gitops_sync.settings import Settings
 
 pytestmark = pytest.mark.azurite
 CLI = str(Path(sys.executable).parent / "gitops-sync")
+API_KEY = "api-key-test-7Qm"
 
 
 def _run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
@@ -79,3 +82,61 @@ def test_jobs_list_and_show_read_the_tables(env: dict[str, str]):
     assert f"status         {job.status}" in text.stdout
     missing = _run(env, "jobs", "show", "nope")
     assert missing.returncode != 0 and "no such job" in missing.stderr
+
+
+@pytest.fixture()
+def api(storage: str, tmp_path: Path) -> Iterator[tuple[str, AppContext]]:
+    """A real HTTP server on 127.0.0.1 (free port) serving the shared routes with a key."""
+    import socket
+    import threading
+
+    import uvicorn
+    from starlette.middleware.base import BaseHTTPMiddleware
+    from starlette.requests import Request
+    from starlette.responses import Response
+
+    from tests.pipeline_support import asgi_app
+
+    settings = Settings.from_env({"AzureWebJobsStorage": storage, "WORKSPACE_ROOT": str(tmp_path)})
+    ctx = AppContext.from_settings(settings, prefix=f"cli{uuid.uuid4().hex[:10]}")
+    app = asgi_app(ctx)
+
+    async def require_key(request: Request, call_next: Any) -> Response:
+        if request.headers.get("x-functions-key") != API_KEY:
+            return Response(status_code=401)
+        return await call_next(request)
+
+    app.add_middleware(BaseHTTPMiddleware, dispatch=require_key)
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]})
+    thread.start()
+    try:
+        while not server.started:
+            thread.join(0.05)
+            assert thread.is_alive()
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}", ctx
+    finally:
+        server.should_exit = True
+        thread.join()
+        sock.close()
+
+
+def test_jobs_through_a_servers_api(env: dict[str, str], api: tuple[str, AppContext]):
+    """With --url the CLI reads jobs through the HTTP API with GITOPS_SYNC_API_KEY; a wrong
+    key is one clear error line."""
+    url, ctx = api
+    older, newer = Job(new_job_id(), "default", "acme/site", "a" * 40), None
+    ctx.jobs.create(older)
+    newer = Job(new_job_id(), "default", "acme/site", "b" * 40)
+    ctx.jobs.create(newer)
+    env = {**env, "GITOPS_SYNC_API_KEY": API_KEY}
+    listed = _run(env, "jobs", "list", "--url", url, "--json")
+    assert listed.returncode == 0, listed.stderr
+    assert [d["job_id"] for d in json.loads(listed.stdout)] == [newer.job_id, older.job_id]
+    shown = _run(env, "jobs", "show", older.job_id, "--url", url, "--json")
+    assert json.loads(shown.stdout)["commit"] == "a" * 40
+    refused = _run({**env, "GITOPS_SYNC_API_KEY": "wrong"}, "jobs", "show", "x", "--url", url)
+    assert refused.returncode != 0 and "key" in refused.stderr
+    assert "Traceback" not in refused.stderr

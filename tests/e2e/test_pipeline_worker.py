@@ -340,3 +340,32 @@ def test_lease_is_renewed_while_held_and_lapses_after_a_crash(storage: str):
         release.set()
         t.join()
     assert leases.try_acquire("alive") is not None  # released on exit
+
+
+def test_concurrent_pushes_of_different_commits_get_distinct_increasing_order(stack: Stack):
+    """Ten different commits accepted at the same instant get the sequence numbers 1..10
+    exactly once, and the connection's head names the job with the highest."""
+    import threading
+
+    commits = [f"{i:x}".rjust(40, "a") for i in range(10)]
+    barrier = threading.Barrier(len(commits))
+    answers: list[dict] = []
+
+    def deliver(commit: str) -> None:
+        body = push_payload(commit)
+        headers = delivery_headers(body)
+        barrier.wait()
+        answer = intake.receive(stack.ctx, headers, body)
+        assert answer.body is not None
+        answers.append(answer.body)
+
+    threads = [threading.Thread(target=deliver, args=(c,)) for c in commits]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    jobs = [stack.ctx.jobs.get(a["job_id"]) for a in answers]
+    assert sorted(j.seq for j in jobs if j) == list(range(1, 11))
+    head = stack.ctx.heads.read("default")
+    newest = max((j for j in jobs if j), key=lambda j: j.seq)
+    assert (head.seq, head.job_id, head.commit) == (10, newest.job_id, newest.commit)
