@@ -64,7 +64,7 @@ class Connection:
             "repo_url": self.repo_url,
             "secret_setting": self.secret_setting,
             "token_setting": self.token_setting,
-            "workspace": (self.share and f"share:{self.share}") or self.workspace or ".",
+            "workspace": f"share:{self.share}" if self.share else (_folder(self) or "."),
             "secret_configured": bool(self.secret),
         }
 
