@@ -19,7 +19,7 @@ from typing import Any, Protocol
 from .adapters.git_source import GitSource
 from .core.functions import FunctionReport, detect_function_changes, find_function_tomls
 from .core.manifest import Manifest, dumps_rows, loads
-from .core.model import MODE_EXEC, MODE_FILE, Skipped, SourceFile
+from .core.model import MODE_EXEC, MODE_FILE, Content, Skipped, SourceFile
 from .core.plan import (
     Plan,
     apply_renames,
@@ -77,6 +77,15 @@ def _read_small_blob(source: GitSource, desired: dict[str, SourceFile], path: st
     return source.read_blob(desired[path].blob_id)
 
 
+def _verify(store: WorkspaceStore, paths: list[str]) -> dict[str, Content]:
+    """Hash the files whose stamps no longer prove their content; in parallel where
+    the store is remote (one download per file on Azure Files)."""
+    if store.max_concurrency <= 1 or len(paths) < 8:
+        return {p: store.hash_file(p) for p in paths}
+    with ThreadPoolExecutor(store.max_concurrency, thread_name_prefix="gitops-sync-hash") as pool:
+        return dict(zip(paths, pool.map(store.hash_file, paths), strict=True))
+
+
 def compute_plan(
     source: GitSource, commit: str, store: WorkspaceStore
 ) -> tuple[Plan, dict[str, SourceFile], Manifest, FunctionReport]:
@@ -102,7 +111,7 @@ def compute_plan(
         renames, moved = plan_case_renames(desired, listing)
         listing, recorded = apply_renames(listing, manifest.files, moved)
 
-    verified = {p: store.hash_file(p) for p in paths_to_verify(desired, listing, recorded)}
+    verified = _verify(store, paths_to_verify(desired, listing, recorded))
     plan = plan_sync(desired, listing, recorded, verified, skipped)
     plan.renames = renames
 
