@@ -6,11 +6,11 @@ import gzip
 import os
 import random
 import subprocess
-import zlib
 
 import pytest
 
 from gitops_sync.core.archive import (
+    PROBE_MIN_SIZE,
     BlobHasher,
     archive_entries,
     archive_filename,
@@ -57,18 +57,21 @@ def test_entries_never_include_reserved_or_unsafe_names(bad: str) -> None:
 )  # fmt: skip
 def test_compression_by_suffix(name: str, expected: str) -> None:
     """Known compressed suffixes are stored; other text is deflated."""
-    assert compression_for(name, b"plain text " * 100) == expected
+    assert compression_for(name, b"plain text " * 100, 1100) == expected
 
 
 def test_compressed_content_is_stored_whatever_its_name() -> None:
-    """The probe recognises gzip by magic bytes and random data by its ratio, under any name."""
+    """Magic bytes mark gzip/PNG at any size; a big file that does not shrink is stored too."""
     text = b"".join(b"line %d of a log file\n" % i for i in range(3000))
     noise = random.Random(7).randbytes(64 << 10)
-    assert compression_for("blob", gzip.compress(text)) == "stored"
-    assert compression_for("blob", noise) == "stored"
-    assert compression_for("blob", zlib.compress(text)[:0] + text) == "deflated"
-    assert looks_compressed(b"\x89PNG\r\n\x1a\n" + b"\0" * 10)
-    assert not looks_compressed(b"tiny")
+    big = PROBE_MIN_SIZE
+    assert compression_for("blob", gzip.compress(text), 100) == "stored"
+    assert looks_compressed(b"\x89PNG\r\n\x1a\n" + b"\0" * 10, 18)
+    assert compression_for("blob", noise, big) == "stored"
+    assert compression_for("blob", text, big) == "deflated"
+    # Small files are not probed: deflating them is cheaper than probing.
+    assert compression_for("blob", noise, big - 1) == "deflated"
+    assert not looks_compressed(b"tiny", 4)
 
 
 @pytest.mark.parametrize(

@@ -35,7 +35,7 @@ def _repo(tmp_path: Path) -> tuple[Repo, str]:
     repo.write("src/app/main.py", "".join(f"print({i})\n" for i in range(5000)))
     repo.write("assets/logo.png", b"\x89PNG\r\n\x1a\n" + rng.randbytes(40_000))
     repo.write("data/log.gz", gzip.compress(b"event\n" * 20_000))
-    repo.write("data/noise", rng.randbytes(200_000))
+    repo.write("data/noise", rng.randbytes(300_000))
     repo.write("empty.txt", b"")
     repo.write("unicodé/naïve.txt", "ünïcode\n")
     repo.write(".github/workflows/ci.yml", "on: push\n")

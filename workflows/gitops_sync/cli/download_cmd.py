@@ -21,6 +21,7 @@ from ..core.redact import redact
 
 DEFAULT_URL = "http://127.0.0.1:7071"
 KEY_ENV = "GITOPS_SYNC_API_KEY"
+URL_ENV = "GITOPS_SYNC_URL"
 
 
 class DownloadError(GitopsSyncError):
@@ -125,10 +126,14 @@ def _check_zip(path: str) -> int:
 
 @click.command()
 @click.option("-o", "--output", required=True, help="Where to write the ZIP (e.g. ws.zip).")
-@click.option("--url", default=DEFAULT_URL, show_default=True, help="The gitops-sync server.")
-@click.option("--key", default=None, help=f"API key (default: ${KEY_ENV}).")
+@click.option(
+    "--url",
+    default=None,
+    help=f"The server (default: $GITOPS_SYNC_URL, where `dev` listens, or {DEFAULT_URL}).",
+)
+@click.option("--key", default=None, help=f"API key (default: ${KEY_ENV}, or dev's key).")
 @click.option("--force", is_flag=True, help="Overwrite OUTPUT if it exists.")
-def download(output: str, url: str, key: str | None, force: bool) -> None:
+def download(output: str, url: str | None, key: str | None, force: bool) -> None:
     """Download the workspace as a ZIP, checked, never half-written."""
     if not output.strip():
         raise UsageError("--output is empty")
@@ -139,7 +144,11 @@ def download(output: str, url: str, key: str | None, force: bool) -> None:
         raise UsageError(f"{output} exists; pass --force to overwrite it")
     if not target.parent.is_dir():
         raise UsageError(f"directory {target.parent} does not exist")
-    key = key or os.environ.get(KEY_ENV) or None
+    from ..local import devstate
+
+    state = devstate.read_state()  # a running `gitops-sync dev` says where it is
+    url = url or os.environ.get(URL_ENV) or state.get("url") or DEFAULT_URL
+    key = key or os.environ.get(KEY_ENV) or state.get("api_key") or None
 
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
     bar = _Bar(sys.stderr.isatty())
