@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import logging
 import random
 import zipfile
 from collections.abc import Iterator
@@ -92,3 +93,30 @@ def test_a_file_rewritten_behind_the_manifest_fails_the_download(
             client.get(f"{base}/api/workspace/archive", headers=auth())
         changed = client.get(f"{base}/api/workspace/files/big/text.log", headers=auth())
     assert changed.status_code == 409
+
+
+def test_azure_files_failing_midway_breaks_the_transfer(
+    request: pytest.FixtureRequest,
+    repo: tuple[Repo, str],
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A share that refuses a read midway ends the download unfinished, logged in one line."""
+    r, commit = repo
+    share: FakeShare = request.getfixturevalue("azure_files_share")
+    store = AzureFilesStore.from_connection_string(share.connection_string, share.share)
+    sync_workspace(GitSource(str(r.path), cache_dir=tmp_path / "cache"), commit, store)
+    share.service.fail(
+        403, "AuthorizationFailure", times=50, method="GET", path_contains="noise.bin"
+    )
+    caplog.set_level(logging.WARNING, logger="gitops_sync")
+    with (
+        live_server(Ctx(store)) as base,
+        httpx.Client(timeout=60) as client,
+        pytest.raises(httpx.RemoteProtocolError),
+    ):
+        client.get(f"{base}/api/workspace/archive", headers=auth())
+    aborted = [rec for rec in caplog.records if "aborted" in rec.getMessage()]
+    assert len(aborted) == 1
+    assert aborted[0].exc_info is None
+    assert "noise.bin" in aborted[0].getMessage()

@@ -111,16 +111,20 @@ async def produce_ahead(pieces: Iterator[bytes], depth: int = AHEAD) -> AsyncIte
 
 
 class AbortableStreamingResponse(StreamingResponse):
-    """A ``StreamingResponse`` that ends a stream broken by ``WorkspaceChanged`` unfinished.
+    """A ``StreamingResponse`` that ends a stream broken by one of our errors unfinished.
 
     Without the final chunk (or short of Content-Length) the client sees a failed
-    transfer, never a complete body; and the server logs one line, no traceback.
+    transfer, never a complete body; the server logs one line, no traceback.
+    (``WorkspaceChanged`` is logged where it is raised.)
     """
 
     async def stream_response(self, send: Any) -> None:
         try:
             await super().stream_response(send)
         except WorkspaceChanged:
+            return
+        except GitopsSyncError as exc:  # e.g. Azure Files unreachable midway
+            log.warning("workspace download aborted: %s", exc)
             return
 
 
