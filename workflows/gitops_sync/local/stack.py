@@ -166,10 +166,11 @@ class Stack:
                 raise UsageError(f"{task.get_name()} stopped: {self._say(result)}") from result
 
     def _build_poller(self) -> QueuePoller:
+        from ..http.context import storage_connection
         from ..worker import handle_message
         from .storage_queue import StorageLeaseQueue
 
-        conn = self.settings.storage_connection
+        conn = storage_connection(self.settings)
         if not conn:
             raise UsageError(
                 "the local worker needs AzureWebJobsStorage as a connection string"
