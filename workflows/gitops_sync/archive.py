@@ -171,6 +171,8 @@ def stream_archive(store: WorkspaceStore, manifest: Manifest) -> Iterator[bytes]
     commit meanwhile; the caller must then abort the transfer (never finish it).
     """
     entries = archive_entries(manifest.files)
+    commit = manifest.commit
+    del manifest  # the entries are all that is needed: let the parsed manifest go
     # The level goes with each deflated entry, not on the stream: zipstream-ng logs
     # a warning for every STORED entry of a stream that has a default level.
     zs = ZipStream(compress_type=ZIP_DEFLATED)
@@ -205,7 +207,7 @@ def stream_archive(store: WorkspaceStore, manifest: Manifest) -> Iterator[bytes]
         if pending:
             yield b"".join(pending)
     except WorkspaceChanged as exc:
-        log.warning("workspace archive of %s aborted: %s", manifest.commit, exc)
+        log.warning("workspace archive of %s aborted: %s", commit, exc)
         raise
 
 
