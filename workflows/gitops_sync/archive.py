@@ -4,7 +4,8 @@ The archive's file list is the manifest's. Each file is read while its git blob 
 is computed; a file that is missing or whose id differs from the manifest's (a sync
 landed mid-download) aborts the stream with ``WorkspaceChanged``, so a client gets
 a failed transfer, never a valid archive mixing two commits. Memory stays flat: one
-read chunk and one output buffer at a time, whatever the workspace's size.
+read chunk and a few output pieces at a time, plus ~100 bytes per entry (the ZIP's
+central directory), whatever the files' sizes.
 """
 
 from __future__ import annotations
