@@ -7,6 +7,7 @@ import hmac
 import json
 import re
 import subprocess
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -261,5 +262,32 @@ def test_dev_uses_the_given_storage_instead_of_starting_azurite(
         assert any("storage    AzureWebJobsStorage" in line for line in proc.stdout)
         assert {"status": "ok"} == httpx.get(f"{url}/api/health").json()
         assert 0 == proc.terminate()
+    finally:
+        proc.close()
+
+
+def test_reconcile_timer_syncs_without_any_webhook(tmp_path: Path) -> None:
+    """The periodic reconcile runs in dev: with a 1 s interval the workspace fills unasked."""
+    repo = Repo(tmp_path / "repo")
+    repo.write("conf/a.yaml", "a: 1\n")
+    commit = repo.commit("only")
+    env = base_env(
+        tmp_path,
+        SYNC_REPOSITORY=REPOSITORY,
+        SYNC_REPO_URL=str(repo.path),
+        GITHUB_WEBHOOK_SECRET=SECRET,
+        GITOPS_SYNC_API_KEY=KEY,
+        SYNC_RECONCILE_INTERVAL_SECONDS="1",
+    )
+    workspace = tmp_path / "ws"
+    proc = StackProcess(["dev", "--port", "0", "--workspace", str(workspace)], env, tmp_path)
+    try:
+        proc.wait_for(LISTENING)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not (workspace / "conf" / "a.yaml").exists():
+            time.sleep(0.1)
+        assert expected_files(repo.path, commit) == workspace_files(workspace)
+        assert 0 == proc.terminate()
+        assert any("reconcile" in line for line in proc.stderr)
     finally:
         proc.close()
