@@ -381,3 +381,31 @@ def test_markers_left_by_a_crashed_intake(stack: Stack, http: Client, age_s: int
         assert status == 202 and stack.ctx.jobs.get(doc["job_id"]) is not None
     else:
         assert (status, doc["job_id"]) == (200, "ghost")
+
+
+def test_redelivery_racing_a_losing_first_delivery_names_the_real_job(stack: Stack, http: Client):
+    """A redelivery that reads the marker while the first delivery still re-points it to
+    the commit's job answers with that job, never the loser's id that no record will have."""
+    import threading
+    import time as _time
+
+    from gitops_sync.connections import now_iso
+    from gitops_sync.intake import _delivery_key
+
+    commit = _commit(stack, "race")
+    body = push_payload(commit)
+    status, first = _post(http, body, delivery_headers(body, delivery="first-delivery"))
+    assert (202, "queued") == (status, first["status"])  # type: ignore[index]
+    real_job = first["job_id"]  # type: ignore[index]
+    key = _delivery_key("second-delivery")
+    # the state a racing second delivery leaves between losing the commit and re-pointing
+    marker = {"PartitionKey": "default", "RowKey": key, "job_id": "loser", "created_at": now_iso()}
+    assert stack.ctx.tables.insert("markers", marker)
+
+    def repoint() -> None:
+        _time.sleep(0.15)
+        stack.ctx.tables.replace("markers", {**marker, "job_id": real_job})
+
+    threading.Thread(target=repoint).start()
+    status, doc = _post(http, body, delivery_headers(body, delivery="second-delivery"))
+    assert (200, "duplicate", real_job) == (status, doc["status"], doc["job_id"])  # type: ignore[index]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
@@ -27,6 +28,8 @@ log = logging.getLogger("gitops_sync")
 
 #: a marker whose job record is still missing after this long was left by a crash
 ABANDONED_AFTER_S = 120.0
+#: how long a duplicate waits for a racing first delivery to settle its marker
+SETTLE_TRIES, SETTLE_PAUSE_S = 20, 0.025
 
 
 def _header(headers: Mapping[str, str], name: str) -> str | None:
@@ -89,7 +92,7 @@ def accept_push(ctx: AppContext, conn: Connection, commit: str, delivery: str | 
         key = _delivery_key(delivery)
         won, owner = _claim(ctx, conn, key, job_id, _recorded_or_young(ctx))
         if not won:
-            return wh.duplicate(owner)
+            return wh.duplicate(_settled_owner(ctx, conn, key, owner))
 
     def commit_live(owner: str, since: str) -> bool:
         return _still_live(ctx, conn, commit, owner, since)
@@ -154,6 +157,23 @@ def _claim(
         if ctx.tables.replace("markers", entity, etag=etag):
             return True, job_id
     return False, owner
+
+
+def _settled_owner(ctx: AppContext, conn: Connection, key: str, owner: str) -> str:
+    """The job a duplicate delivery should name.
+
+    A racing first delivery may still own the marker while it finds its commit
+    already queued and re-points the marker to that job; its own id never becomes
+    a job. Wait briefly until the owner has a record or the marker moves on.
+    """
+    for _ in range(SETTLE_TRIES):
+        if ctx.jobs.get(owner) is not None:
+            return owner
+        time.sleep(SETTLE_PAUSE_S)
+        got = ctx.tables.get("markers", conn.id, key)
+        if got is not None:
+            owner = str(got[0]["job_id"])
+    return owner
 
 
 def _young(since: str) -> bool:
