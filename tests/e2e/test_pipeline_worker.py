@@ -369,3 +369,27 @@ def test_concurrent_pushes_of_different_commits_get_distinct_increasing_order(st
     head = stack.ctx.heads.read("default")
     newest = max((j for j in jobs if j), key=lambda j: j.seq)
     assert (head.seq, head.job_id, head.commit) == (10, newest.job_id, newest.commit)
+
+
+def test_reconcile_prunes_old_finished_jobs_only(stack: Stack):
+    """The timer's pass deletes finished job records past the retention; recent ones and
+    unfinished old ones stay."""
+    import time
+
+    from gitops_sync.jobs import Job, new_job_id
+
+    old = time.time() - worker.JOB_RETENTION_S - 3600
+    ids = {}
+    for name, when, status in (
+        ("old-done", old, SUCCEEDED),
+        ("old-failed", old, FAILED),
+        ("old-queued", old, QUEUED),
+        ("new-done", time.time(), SUCCEEDED),
+    ):
+        job = Job(new_job_id(when), "default", "acme/site", None, kind="push")
+        job.status = status
+        stack.ctx.jobs.create(job)
+        ids[name] = job.job_id
+    worker.reconcile(stack.ctx)
+    kept = {name for name, job_id in ids.items() if stack.ctx.jobs.get(job_id) is not None}
+    assert {"old-queued", "new-done"} == kept

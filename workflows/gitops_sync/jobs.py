@@ -34,10 +34,13 @@ SUMMARY_CHARS = 30_000
 ERROR_CHARS = 4_000
 
 
-def new_job_id() -> str:
+def _key_for(epoch_s: float) -> str:
+    return f"{_NEWEST - int(epoch_s * 1000):013d}"
+
+
+def new_job_id(now: float | None = None) -> str:
     """A unique id that sorts newest first: inverted milliseconds, then randomness."""
-    inverted = _NEWEST - int(time.time() * 1000)
-    return f"{inverted:013d}{uuid.uuid4().hex[:12]}"
+    return _key_for(time.time() if now is None else now) + uuid.uuid4().hex[:12]
 
 
 @dataclass(slots=True)
@@ -151,3 +154,21 @@ class JobStore:
             if len(jobs) >= limit:
                 break
         return jobs
+
+    def prune(self, older_than_s: float, limit: int = 1000) -> int:
+        """Delete finished jobs created more than ``older_than_s`` ago; returns how many.
+
+        Ids sort newest first, so "older" is one key range; at most ``limit`` a call
+        (the periodic reconcile calls it, so a backlog drains over a few passes).
+        """
+        cutoff = _key_for(time.time() - older_than_s)
+        query = "PartitionKey eq @pk and RowKey gt @cutoff"
+        deleted = 0
+        for e in self.tables.query("jobs", query, page_size=100, pk=_PK, cutoff=cutoff):
+            if e.get("status") not in FINAL:
+                continue  # a job still queued or running is left to finish
+            self.tables.delete("jobs", _PK, str(e["RowKey"]))
+            deleted += 1
+            if deleted >= limit:
+                break
+        return deleted

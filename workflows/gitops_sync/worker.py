@@ -34,6 +34,8 @@ log = logging.getLogger("gitops_sync")
 RETRY_BUSY_S = 15
 #: a queued/running job older than this no longer stops the timer from queuing another
 STALE_JOB_S = 3600.0
+#: finished job records are kept this long; the timer's pass deletes older ones
+JOB_RETENTION_S = 14 * 24 * 3600.0
 
 
 def handle_message(ctx: AppContext, body: str, dequeue_count: int | None) -> None:
@@ -191,6 +193,9 @@ def reconcile(ctx: AppContext) -> list[str]:
         ctx.queue.send(job_message(job))
         queued.append(job.job_id)
         log.info("queued reconcile job %s for %s", job.job_id, conn.repository)
+    pruned = ctx.jobs.prune(JOB_RETENTION_S)
+    if pruned:
+        log.info("deleted %d job records older than %d days", pruned, JOB_RETENTION_S // 86400)
     return queued
 
 
