@@ -37,15 +37,35 @@ class Settings:
 
 
 @dataclass
+class Connection:
+    id: str
+    repository: str
+
+
+@dataclass
+class Connections:
+    """Other connected repositories: id -> (repository, store)."""
+
+    extra: dict[str, tuple[str, Any]] = field(default_factory=dict)
+
+    def get(self, conn_id: str) -> Connection | None:
+        found = self.extra.get(conn_id)
+        return Connection(conn_id, found[0]) if found else None
+
+
+@dataclass
 class Ctx:
     """The part of ``AppContext`` the workspace routes use."""
 
     store: Any
     settings: Settings = field(default_factory=Settings)
     enforce_keys: bool = True
+    connections: Connections = field(default_factory=Connections)
 
-    def workspace_store(self) -> Any:
-        return self.store
+    def workspace_store(self, connection_id: str | None = None) -> Any:
+        if connection_id is None:
+            return self.store
+        return self.connections.extra[connection_id][1]
 
 
 def make_app(ctx: Ctx) -> Starlette:

@@ -11,7 +11,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.archive_support import sync
+from gitops_sync.adapters.dir_store import DirectoryStore
+from tests.archive_support import API_KEY, Ctx, live_server, sync
 from tests.e2e.local_stack_support import GITOPS_SYNC, StackProcess, base_env, free_port
 from tests.gitrepo import Repo, expected_files
 
@@ -154,3 +155,24 @@ def test_never_synced_workspace_is_a_clear_404(tmp_path: Path, storage: str) -> 
     assert done.returncode != 0
     assert "404" in done.stderr and "not been synced" in done.stderr
     assert not (tmp_path / "ws.zip").exists()
+
+
+def test_connection_option_downloads_that_workspace(tmp_path: Path) -> None:
+    """``--connection ID`` fetches that connection's workspace, not the default one."""
+    first, second = Repo(tmp_path / "r1"), Repo(tmp_path / "r2")
+    first.write("one.txt", "1\n")
+    second.write("two.txt", "2\n")
+    c1, c2 = first.commit("one"), second.commit("two")
+    sync(first.path, c1, tmp_path / "ws1", tmp_path / "cache")
+    sync(second.path, c2, tmp_path / "ws2", tmp_path / "cache")
+    ctx = Ctx(DirectoryStore(tmp_path / "ws1"))
+    ctx.connections.extra["two"] = ("octo/two", DirectoryStore(tmp_path / "ws2"))
+    out = tmp_path / "two.zip"
+    with live_server(ctx) as base:
+        done = _download(
+            ["-o", str(out), "--url", base, "--connection", "two"], tmp_path, key=API_KEY
+        )
+    assert done.returncode == 0, done.stderr
+    assert f"commit {c2[:12]}" in done.stdout
+    with zipfile.ZipFile(out) as zf:
+        assert zf.namelist() == ["two.txt"]

@@ -262,3 +262,36 @@ def test_a_client_that_hangs_up_stops_the_producer(tmp_path: Path) -> None:
         while (_stream_threads() or _open_in(ws)) and time.monotonic() < deadline:
             time.sleep(0.05)
         assert (_stream_threads(), _open_in(ws)) == (0, [])
+
+
+def test_connection_parameter_selects_another_workspace(synced, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """``?connection=ID`` serves that connection's workspace, named after its repository."""
+    _repo, commit, ws = synced
+    other = Repo(tmp_path / "other-repo")
+    other.write("only-here.txt", "other\n")
+    other_commit = other.commit("other")
+    other_ws = tmp_path / "other-ws"
+    sync(other.path, other_commit, other_ws, tmp_path / "cache")
+    ctx = Ctx(DirectoryStore(ws))
+    ctx.connections.extra["second"] = ("octo/second", DirectoryStore(other_ws))
+    with live_server(ctx) as base:
+        second = httpx.get(
+            f"{base}/api/workspace/archive", params={"connection": "second"}, headers=auth()
+        )
+        default = httpx.get(
+            f"{base}/api/workspace/archive", params={"connection": "default"}, headers=auth()
+        )
+        unknown = httpx.get(
+            f"{base}/api/workspace/files", params={"connection": "nope"}, headers=auth()
+        )
+        file_ = httpx.get(
+            f"{base}/api/workspace/files/only-here.txt",
+            params={"connection": "second"},
+            headers=auth(),
+        )
+    assert second.headers["etag"] == f'"{other_commit}"'
+    assert f'filename="second-{other_commit[:12]}.zip"' in second.headers["content-disposition"]
+    assert zipfile.ZipFile(io.BytesIO(second.content)).namelist() == ["only-here.txt"]
+    assert default.headers["etag"] == f'"{commit}"'
+    assert (unknown.status_code, unknown.json()) == (404, {"error": "no such connection"})
+    assert (file_.status_code, file_.content) == (200, b"other\n")

@@ -71,18 +71,21 @@ class _Bar:
             self._progress = None
 
 
-def _receive(url: str, key: str | None, out: IO[bytes], bar: _Bar) -> tuple[int, str]:
+def _receive(
+    url: str, key: str | None, connection: str | None, out: IO[bytes], bar: _Bar
+) -> tuple[int, str]:
     """Stream the archive into ``out``; returns (bytes, commit). Raises DownloadError."""
     import httpx
 
     headers = {"x-functions-key": key} if key else {}
+    params = {"connection": connection} if connection else {}
     target = f"{url.rstrip('/')}/api/workspace/archive"
     shown = redact(target)
     received = 0
     try:
         with (
             httpx.Client(timeout=httpx.Timeout(30.0, read=300.0)) as client,
-            client.stream("GET", target, headers=headers) as resp,
+            client.stream("GET", target, headers=headers, params=params) as resp,
         ):
             if resp.status_code != 200:
                 raise _fail_status(resp.status_code, resp.read()[:4096], shown)
@@ -132,8 +135,11 @@ def _check_zip(path: str) -> int:
     help=f"The server (default: $GITOPS_SYNC_URL, where `dev` listens, or {DEFAULT_URL}).",
 )
 @click.option("--key", default=None, help=f"API key (default: ${KEY_ENV}, or dev's key).")
+@click.option("--connection", default=None, help="A connected repository's id (default: the one).")
 @click.option("--force", is_flag=True, help="Overwrite OUTPUT if it exists.")
-def download(output: str, url: str | None, key: str | None, force: bool) -> None:
+def download(
+    output: str, url: str | None, key: str | None, connection: str | None, force: bool
+) -> None:
     """Download the workspace as a ZIP, checked, never half-written."""
     if not output.strip():
         raise UsageError("--output is empty")
@@ -154,7 +160,7 @@ def download(output: str, url: str | None, key: str | None, force: bool) -> None
     bar = _Bar(sys.stderr.isatty())
     try:
         with os.fdopen(fd, "wb") as out:
-            size, commit = _receive(url, key, out, bar)
+            size, commit = _receive(url, key, connection, out, bar)
             out.flush()
             os.fsync(out.fileno())
         bar.stop()

@@ -28,6 +28,7 @@ from ..archive import (
     open_file,
     stream_archive,
 )
+from ..connections import DEFAULT_ID
 from ..core.archive import (
     ArchiveEntry,
     archive_entries,
@@ -143,16 +144,37 @@ def _denied(request: Request, ctx: AppContext) -> bool:
     return bool(getattr(ctx, "enforce_keys", False)) and not key_ok(request, ctx.settings.api_key)
 
 
-async def _manifest(ctx: AppContext) -> tuple[WorkspaceStore, Manifest] | JSONResponse:
+def _open_workspace(connection: str | None, ctx: AppContext) -> tuple[WorkspaceStore, str | None]:
+    """The workspace of ``?connection=ID`` (default: the single-repository settings)."""
+    if not connection or connection == DEFAULT_ID:
+        return ctx.workspace_store(), getattr(ctx.settings, "repository", None)
+    conn = ctx.connections.get(connection)
+    if conn is None:
+        raise _NoSuchConnection(connection)
+    return ctx.workspace_store(connection), conn.repository
+
+
+class _NoSuchConnection(LookupError):
+    pass
+
+
+Workspace = tuple["WorkspaceStore", Manifest, "str | None"]
+
+
+async def _manifest(request: Request, ctx: AppContext) -> Workspace | JSONResponse:
+    """The workspace's store, its manifest and repository name, or the error answer."""
+    connection = request.query_params.get("connection")
     try:
-        store = ctx.workspace_store()
+        store, repository = await run_in_threadpool(_open_workspace, connection, ctx)
         manifest = await run_in_threadpool(load_manifest, store)
+    except _NoSuchConnection:
+        return _error(404, "no such connection")
     except WorkspaceNotSynced as exc:
         return _error(404, str(exc))
     except GitopsSyncError as exc:
         log.warning("workspace unavailable: %s", exc)
         return _error(503, "the workspace cannot be read right now")
-    return store, manifest
+    return store, manifest, repository
 
 
 # ------------------------------------------------------------------------ archive
@@ -160,15 +182,15 @@ async def get_archive(request: Request, ctx: AppContext) -> Response:
     """The whole workspace as a ZIP, streamed as it is produced; ETag = the synced commit."""
     if _denied(request, ctx):
         return unauthorized()
-    got = await _manifest(ctx)
+    got = await _manifest(request, ctx)
     if isinstance(got, Response):
         return got
-    store, manifest = got
+    store, manifest, repository = got
     commit = manifest.commit or ""
     etag = etag_for(commit)
     if etag_matches(request.headers.get("if-none-match"), etag):
         return Response(status_code=304, headers={"ETag": etag, **_SAFE_HEADERS})
-    name = archive_filename(getattr(ctx.settings, "repository", None), commit)
+    name = archive_filename(repository, commit)
     headers = {
         "ETag": etag,
         "Content-Disposition": content_disposition(name),
@@ -196,10 +218,10 @@ async def list_files(request: Request, ctx: AppContext) -> Response:
         return _error(400, "prefix is not a workspace path")
     if prefix and raw.endswith("/"):
         prefix += "/"  # "src/" must not match "src2/"
-    got = await _manifest(ctx)
+    got = await _manifest(request, ctx)
     if isinstance(got, Response):
         return got
-    _store, manifest = got
+    _store, manifest, _repository = got
     files: list[dict[str, Any]] = [
         {"path": e.path, "size": e.size, "blob_id": e.blob_id, "executable": e.executable}
         for e in archive_entries(manifest.files)
@@ -215,10 +237,10 @@ async def get_file(request: Request, ctx: AppContext) -> Response:
     path = safe_client_path(request.path_params.get("path", ""))
     if not path:
         return _not_found()
-    got = await _manifest(ctx)
+    got = await _manifest(request, ctx)
     if isinstance(got, Response):
         return got
-    store, manifest = got
+    store, manifest, _repository = got
     rec = manifest.files.get(path)
     if rec is None:
         return _not_found()
