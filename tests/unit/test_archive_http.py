@@ -295,3 +295,18 @@ def test_connection_parameter_selects_another_workspace(synced, tmp_path: Path) 
     assert default.headers["etag"] == f'"{commit}"'
     assert (unknown.status_code, unknown.json()) == (404, {"error": "no such connection"})
     assert (file_.status_code, file_.content) == (200, b"other\n")
+
+
+def test_a_same_size_edit_never_arrives_as_a_complete_file(synced) -> None:  # type: ignore[no-untyped-def]
+    """A file edited behind the manifest (same size) fails its transfer instead of completing."""
+    _repo, _commit, ws = synced
+    target = ws / "src/a.py"
+    data = target.read_bytes()
+    target.write_bytes(data[:-2] + b"#\n")
+    assert len(target.read_bytes()) == len(data)
+    with (
+        live_server(Ctx(DirectoryStore(ws))) as base,
+        httpx.Client(timeout=30) as client,
+        pytest.raises(httpx.RemoteProtocolError),
+    ):
+        client.get(f"{base}/api/workspace/files/src/a.py", headers=auth())

@@ -149,19 +149,26 @@ def verified_chunks(store: WorkspaceStore, entry: ArchiveEntry) -> Iterator[byte
 
 
 def check_blob(chunks: Iterator[bytes], entry: ArchiveEntry) -> Iterator[bytes]:
-    """Pass ``chunks`` through; raise ``WorkspaceChanged`` at the end unless they hash to the id.
+    """Pass ``chunks`` through; raise ``WorkspaceChanged`` unless they hash to the blob id.
 
-    The check costs one SHA-1 pass, which runs while the bytes are on their way
-    anyway; nothing past the recorded size is ever passed on.
+    The last chunk is held back until the id is checked, so a file served with a
+    Content-Length never arrives complete with the wrong bytes (same size, other
+    content): the transfer stops short instead. Nothing past the recorded size is
+    ever passed on. The check is one SHA-1 pass over bytes read anyway.
     """
     hasher = BlobHasher(entry.size)
+    held: bytes | None = None
     for chunk in chunks:
         hasher.update(chunk)
         if hasher.seen > entry.size:
             break
-        yield chunk
+        if held is not None:
+            yield held
+        held = chunk
     if hasher.seen != entry.size or hasher.hexdigest() != entry.blob_id:
         raise WorkspaceChanged(f"{entry.path} changed while it was being read")
+    if held is not None:
+        yield held
 
 
 # --------------------------------------------------------------------- the archive
