@@ -324,3 +324,19 @@ def test_links_and_odd_entries_are_listed_as_links(store_case: StoreCase):
         store.file_size("link.txt")
     with pytest.raises(FileNotFoundError):
         b"".join(store.read_chunks("link.txt"))
+
+
+def test_a_linked_parent_directory_is_never_read_through(store_case: StoreCase, tmp_path: Path):
+    """A directory replaced by a link to outside the workspace is not followed by reads."""
+    if store_case.root is None:
+        pytest.skip("only a directory can hold links")
+    store = store_case.store
+    store.check_writable()
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.txt").write_bytes(b"outside the workspace")
+    os.symlink(outside, store_case.root / "docs")
+    with pytest.raises(FileNotFoundError):
+        store.file_size("docs/secret.txt")
+    with pytest.raises(FileNotFoundError):
+        b"".join(store.read_chunks("docs/secret.txt"))

@@ -11,16 +11,12 @@ central directory), whatever the files' sizes.
 from __future__ import annotations
 
 import contextlib
-import errno
 import logging
-import os
-import stat
 from collections.abc import Iterator
 from itertools import chain
 
 from zipstream import ZIP_DEFLATED, ZIP_STORED, ZipStream
 
-from .adapters.dir_store import DirectoryStore
 from .core.archive import (
     DEFLATE_LEVEL,
     PROBE_BYTES,
@@ -62,55 +58,6 @@ def load_manifest(store: WorkspaceStore) -> Manifest:
 
 
 # ------------------------------------------------------------------ reading files
-def _open_beneath(root: str, path: str) -> int:
-    """Open ``root/path`` read-only, never following a link at any component.
-
-    ``DirectoryStore`` refuses a link as the last component; a linked *parent*
-    directory (``dir -> /etc``) would still lead outside the workspace, so every
-    component is opened relative to its parent with ``O_NOFOLLOW``.
-    """
-    flags = os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW
-    parts = path.split("/")
-    fd = os.open(root, os.O_RDONLY | os.O_CLOEXEC | os.O_DIRECTORY)
-    try:
-        for part in parts[:-1]:
-            try:
-                nxt = os.open(part, flags | os.O_DIRECTORY, dir_fd=fd)
-            except OSError as exc:
-                if exc.errno in (errno.ELOOP, errno.ENOTDIR, errno.ENOENT):
-                    raise FileNotFoundError(path) from exc
-                raise
-            os.close(fd)
-            fd = nxt
-        try:
-            ffd = os.open(parts[-1], flags | os.O_NONBLOCK, dir_fd=fd)
-        except OSError as exc:
-            if exc.errno in (errno.ELOOP, errno.ENOTDIR, errno.ENOENT, errno.EISDIR):
-                raise FileNotFoundError(path) from exc
-            raise
-    finally:
-        os.close(fd)
-    if not stat.S_ISREG(os.fstat(ffd).st_mode):
-        os.close(ffd)
-        raise FileNotFoundError(path)
-    return ffd
-
-
-def _read_fd(fd: int, start: int, length: int | None) -> Iterator[bytes]:
-    with os.fdopen(fd, "rb", buffering=0) as f:
-        if start:
-            f.seek(start)
-        # Reads sized to what is left: a 1 MiB read of a 5 KiB file would allocate
-        # 1 MiB and shrink it, which fragments the heap over thousands of files.
-        left = max(0, os.fstat(f.fileno()).st_size - start) if length is None else length
-        while left > 0:
-            data = f.read(min(READ_CHUNK, left))
-            if not data:
-                return
-            left -= len(data)
-            yield data
-
-
 def open_file(
     store: WorkspaceStore, path: str, start: int = 0, length: int | None = None
 ) -> Iterator[bytes]:
@@ -119,24 +66,11 @@ def open_file(
     The file is opened before this returns, so "missing" is known before a
     response starts. ``path`` must already be safe (``core.paths.safe_client_path``).
     """
-    if isinstance(store, DirectoryStore):
-        return _read_fd(_open_beneath(str(store.root), path), start, length)
     chunks = store.read_chunks(path, start, length)
     # Stores' readers are generators: pull the first chunk now so a missing file
     # raises here, not halfway through a response.
     first = next(chunks, None)
     return chain([first], chunks) if first is not None else iter(())
-
-
-def file_size(store: WorkspaceStore, path: str) -> int:
-    """The size of a regular workspace file, refusing links anywhere on the way."""
-    if isinstance(store, DirectoryStore):
-        fd = _open_beneath(str(store.root), path)
-        try:
-            return os.fstat(fd).st_size
-        finally:
-            os.close(fd)
-    return store.file_size(path)
 
 
 def verified_chunks(store: WorkspaceStore, entry: ArchiveEntry) -> Iterator[bytes]:

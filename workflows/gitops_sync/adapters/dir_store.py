@@ -209,27 +209,57 @@ class DirectoryStore:
         os.replace(tmp, self._meta / name)
 
     # ------------------------------------------------------------------ reads
-    def _regular(self, path: str) -> Path:
-        full = self.root / path
-        st = os.lstat(full)
-        if not stat.S_ISREG(st.st_mode):
+    def _open_regular(self, path: str) -> int:
+        """Open a regular file read-only, never following a link at any component.
+
+        A link as the last component is refused, and so is a linked *parent*
+        directory (``dir -> /etc``): every component is opened relative to its
+        parent with ``O_NOFOLLOW``. Anything else is FileNotFoundError.
+        """
+        flags = os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW
+        parts = path.split("/")
+        fd = os.open(self.root, os.O_RDONLY | os.O_CLOEXEC | os.O_DIRECTORY)
+        try:
+            for part in parts[:-1]:
+                try:
+                    nxt = os.open(part, flags | os.O_DIRECTORY, dir_fd=fd)
+                except OSError as exc:
+                    if exc.errno in (errno.ELOOP, errno.ENOTDIR, errno.ENOENT):
+                        raise FileNotFoundError(path) from exc
+                    raise
+                os.close(fd)
+                fd = nxt
+            try:
+                ffd = os.open(parts[-1], flags | os.O_NONBLOCK, dir_fd=fd)
+            except OSError as exc:
+                if exc.errno in (errno.ELOOP, errno.ENOTDIR, errno.ENOENT, errno.EISDIR):
+                    raise FileNotFoundError(path) from exc
+                raise
+        finally:
+            os.close(fd)
+        if not stat.S_ISREG(os.fstat(ffd).st_mode):
+            os.close(ffd)
             raise FileNotFoundError(path)
-        return full
+        return ffd
 
     def file_size(self, path: str) -> int:
-        return os.lstat(self._regular(path)).st_size
+        fd = self._open_regular(path)
+        try:
+            return os.fstat(fd).st_size
+        finally:
+            os.close(fd)
 
     def read_chunks(self, path: str, start: int = 0, length: int | None = None) -> Iterator[bytes]:
-        full = self._regular(path)
-        fd = os.open(full, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        fd = self._open_regular(path)
         with os.fdopen(fd, "rb", buffering=0) as f:
             if start:
                 f.seek(start)
-            left = length
-            while left is None or left > 0:
-                data = f.read(CHUNK if left is None else min(CHUNK, left))
+            # Reads sized to what is left: a 1 MiB read of a 5 KiB file would allocate
+            # 1 MiB and shrink it, which fragments the heap over thousands of files.
+            left = max(0, os.fstat(fd).st_size - start) if length is None else length
+            while left > 0:
+                data = f.read(min(CHUNK, left))
                 if not data:
-                    break
-                if left is not None:
-                    left -= len(data)
+                    return
+                left -= len(data)
                 yield data

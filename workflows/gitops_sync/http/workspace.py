@@ -23,7 +23,6 @@ from ..archive import (
     WorkspaceChanged,
     WorkspaceNotSynced,
     check_blob,
-    file_size,
     load_manifest,
     open_file,
     stream_archive,
@@ -263,7 +262,7 @@ async def get_file(request: Request, ctx: AppContext) -> Response:
             status_code=416, headers={**headers, "Content-Range": f"bytes */{entry.size}"}
         )
     try:
-        if await run_in_threadpool(file_size, store, path) != entry.size:
+        if await run_in_threadpool(store.file_size, path) != entry.size:
             return _error(409, "the workspace is being synced; retry")
         if wanted is None:
             chunks = await run_in_threadpool(open_file, store, path)
