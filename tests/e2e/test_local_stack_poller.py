@@ -14,18 +14,18 @@ from pathlib import Path
 import pytest
 from azure.storage.queue import QueueClient
 
+from gitops_sync.adapters.queues import JobQueue
 from gitops_sync.core.errors import StorageError
 from gitops_sync.local.poller import QueueOptions, QueuePoller
-from gitops_sync.local.storage_queue import StorageLeaseQueue
 
 pytestmark = pytest.mark.azurite
 
 FAST = QueueOptions(max_dequeue_count=3, visibility_timeout_s=0, max_polling_interval_s=0.2)
 
 
-def _queue(storage: str) -> tuple[StorageLeaseQueue, QueueClient, QueueClient]:
+def _queue(storage: str) -> tuple[JobQueue, QueueClient, QueueClient]:
     name = f"q{uuid.uuid4().hex[:12]}"
-    lease_queue = StorageLeaseQueue(storage, name)
+    lease_queue = JobQueue.from_connection_string(storage, name)
     lease_queue.ensure()
     raw = QueueClient.from_connection_string(storage, name)
     poison = QueueClient.from_connection_string(storage, f"{name}-poison")
@@ -201,3 +201,12 @@ def test_host_json_queue_options(tmp_path: Path, queues: dict, expected: QueueOp
     host = tmp_path / "host.json"
     host.write_text(json.dumps({"version": "2.0", "extensions": {"queues": queues}}))
     assert expected == QueueOptions.from_host_json(host)
+
+
+def test_a_plain_text_message_reaches_the_handler_instead_of_failing_receive(storage: str):
+    """A message someone queued without base64 is handed over as it is, not a receive error."""
+    queue, raw, _poison = _queue(storage)
+    raw.send_message("not base64 at all!")  # the raw client sends text unencoded
+    queue.send('{"job_id": "x"}')
+    got = queue.receive(32, 30)
+    assert {"not base64 at all!", '{"job_id": "x"}'} == {m.body for m in got}

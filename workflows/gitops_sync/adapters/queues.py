@@ -6,20 +6,30 @@ Messages are base64 text, as the Functions queue trigger expects
 
 from __future__ import annotations
 
+import base64
 from dataclasses import dataclass
 from typing import Any
 
 from azure.core.exceptions import AzureError, ResourceExistsError, ResourceNotFoundError
-from azure.storage.queue import (
-    QueueClient,
-    TextBase64DecodePolicy,
-    TextBase64EncodePolicy,
-)
+from azure.storage.queue import QueueClient, TextBase64DecodePolicy, TextBase64EncodePolicy
 
 from ..core.errors import StorageError
 from ..core.redact import redact
 
 POISON_SUFFIX = "-poison"  # the Functions host's name for a queue's poison queue
+
+
+class _LenientBase64DecodePolicy(TextBase64DecodePolicy):
+    """Base64 as the Functions trigger writes it; a plain-text message (not ours)
+    is passed through as it is, for the handler to judge, instead of failing the receive."""
+
+    def decode(self, content: str, response: Any) -> str:
+        # Not super().decode: on bad input the SDK builds a DecodeError that itself
+        # fails (AttributeError on the response), so the receive would crash.
+        try:
+            return base64.b64decode(content.encode("utf-8"), validate=True).decode("utf-8")
+        except (ValueError, UnicodeDecodeError):
+            return content
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,12 +53,13 @@ class JobQueue:
         self.client = client
         self.name = client.queue_name
         self._created = False
+        self._poison: JobQueue | None = None
 
     @staticmethod
     def _policies() -> dict[str, Any]:
         return {
             "message_encode_policy": TextBase64EncodePolicy(),
-            "message_decode_policy": TextBase64DecodePolicy(),
+            "message_decode_policy": _LenientBase64DecodePolicy(),
         }
 
     @classmethod
@@ -123,6 +134,30 @@ class JobQueue:
             pass
         except AzureError as exc:
             raise _fail(exc, f"releasing a message of {self.name}") from exc
+
+    def renew(self, message: QueuedMessage, visibility_timeout: int) -> QueuedMessage:
+        """Extend a received message's invisibility; the new pop receipt proves the lease."""
+        try:
+            updated = self.client.update_message(
+                message.id, message.pop_receipt, visibility_timeout=visibility_timeout
+            )
+        except AzureError as exc:
+            raise _fail(exc, f"renewing a message of {self.name}") from exc
+        receipt = updated.pop_receipt or message.pop_receipt
+        return QueuedMessage(message.id, receipt, message.body, message.dequeue_count)
+
+    def dead_letter(self, message: QueuedMessage) -> None:
+        """Move a message to the poison queue: copy first, then delete, so a crash in
+        between duplicates it and never loses it."""
+        if self._poison is None:
+            self._poison = self.poison()
+        self._poison.send(message.body)
+        self.delete(message)
+
+    def close(self) -> None:
+        self.client.close()
+        if self._poison is not None:
+            self._poison.client.close()
 
     def peek_count(self) -> int:
         """Approximate number of messages (for tests and status)."""

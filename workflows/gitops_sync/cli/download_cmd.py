@@ -18,6 +18,7 @@ import click
 
 from ..core.errors import GitopsSyncError, UsageError
 from ..core.redact import redact
+from ._format import human_bytes
 
 DEFAULT_URL = "http://127.0.0.1:7071"
 KEY_ENV = "GITOPS_SYNC_API_KEY"
@@ -183,19 +184,10 @@ def download(
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
     short = f", commit {commit[:12]}" if commit else ""
-    click.echo(f"downloaded {output}: {count} files, {_human(size)}{short}")
+    click.echo(f"downloaded {output}: {count} files, {human_bytes(size)}{short}")
 
 
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
-
-
-def _human(n: int) -> str:
-    size = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if size < 1024 or unit == "GiB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{n} B"

@@ -8,6 +8,7 @@ import sys
 import click
 
 from ..core.errors import UsageError
+from ._format import human_bytes
 
 
 class _RichProgress:
@@ -51,15 +52,6 @@ class _RichProgress:
     def finish(self) -> None:
         if getattr(self, "_started", False):
             self._bar.stop()
-
-
-def _human(n: int) -> str:
-    size = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if size < 1024 or unit == "GiB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{n} B"
 
 
 @click.command()
@@ -117,7 +109,7 @@ def sync(repo: str, ref: str, workspace: str, dry_run: bool, as_json: bool) -> N
         click.echo(f"skipped {s.path}: {s.reason}", err=True)
     c = result.counts
     verb = "would sync" if dry_run else "synced"
-    written = _human(result.plan.bytes_to_write if dry_run else result.bytes_written)
+    written = human_bytes(result.plan.bytes_to_write if dry_run else result.bytes_written)
     fn = result.functions
     fn_part = ""
     if fn.changed or fn.unchanged or fn.invalid:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
+from ..adapters.queues import QueuedMessage
 from ..core.errors import GitopsSyncError
 from ..core.redact import redact
 
@@ -72,18 +73,12 @@ def _seconds(value: Any, default: float, *, unit: float) -> float:
     return int(days or 0) * 86400 + int(hours) * 3600 + int(minutes) * 60 + float(secs)
 
 
-@dataclass(frozen=True, slots=True)
-class LeasedMessage:
-    """A received message; ``pop_receipt`` proves the lease and changes when it is renewed."""
-
-    id: str
-    pop_receipt: str
-    dequeue_count: int
-    body: str
+# A received message: ``pop_receipt`` proves the lease and changes when it is renewed.
+LeasedMessage = QueuedMessage
 
 
 class LeaseQueue(Protocol):
-    """What the poller needs from a queue (see ``local.storage_queue`` for Azure Storage)."""
+    """What the poller needs from a queue (``adapters.queues.JobQueue`` for Azure Storage)."""
 
     name: str
 

@@ -166,9 +166,9 @@ class Stack:
                 raise UsageError(f"{task.get_name()} stopped: {self._say(result)}") from result
 
     def _build_poller(self) -> QueuePoller:
+        from ..adapters.queues import JobQueue
         from ..http.context import storage_connection
         from ..worker import handle_message
-        from .storage_queue import StorageLeaseQueue
 
         conn = storage_connection(self.settings)
         if not conn:
@@ -176,7 +176,7 @@ class Stack:
                 "the local worker needs AzureWebJobsStorage as a connection string"
                 " (identity-based storage is for Azure)"
             )
-        queue = StorageLeaseQueue(conn, self.settings.queue)
+        queue = JobQueue.from_connection_string(conn, self.settings.queue)
         return QueuePoller(
             queue,
             functools.partial(handle_message, self.ctx),
