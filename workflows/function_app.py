@@ -11,12 +11,11 @@ import logging
 from collections.abc import Awaitable, Callable
 
 import azure.functions as func
-from azurefunctions.extensions.http.fastapi import JSONResponse, Request, Response
+from azurefunctions.extensions.http.fastapi import Request, Response
 
 from gitops_sync import worker
-from gitops_sync.core.errors import ConflictError, GitopsSyncError, StorageError, UsageError
-from gitops_sync.core.redact import redact
 from gitops_sync.http.context import AppContext
+from gitops_sync.http.errors import answer_for
 from gitops_sync.http.routes import ROUTES
 from gitops_sync.http.routing import ApiRoute
 from gitops_sync.settings import Settings
@@ -52,27 +51,13 @@ def reconcile_schedule(interval_s: int) -> str:
 
 
 # ------------------------------------------------------------------------ HTTP
-def _error(status: int, message: str) -> Response:
-    return JSONResponse({"error": message}, status_code=status)
-
-
 async def call_route(route: ApiRoute, req: Request) -> Response:
     """Run a shared handler; what escapes it becomes an answer, never a traceback."""
     ctx = context()
     try:
         return await route.handler(req, ctx)
-    except UsageError as exc:
-        return _error(400, redact(str(exc), ctx.secrets()))
-    except (StorageError, ConflictError) as exc:
-        log.warning("%s: %s", route.name, redact(str(exc), ctx.secrets()))
-        return _error(503, "storage unavailable, retry later")
-    except GitopsSyncError as exc:
-        log.error("%s failed: %s", route.name, redact(str(exc), ctx.secrets()))
-        return _error(500, "internal error")
     except Exception as exc:
-        log.error("%s crashed: %s", route.name, type(exc).__name__)
-        log.debug("traceback", exc_info=True)
-        return _error(500, "internal error")
+        return answer_for(route.name, exc, ctx.secrets())
 
 
 def _http_function(route: ApiRoute) -> Callable[[Request], Awaitable[Response]]:

@@ -12,34 +12,18 @@ from typing import TYPE_CHECKING, Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.requests import ClientDisconnect, Request
-from starlette.responses import JSONResponse, Response
+from starlette.requests import Request
+from starlette.responses import Response
 from starlette.routing import Route
 
-from ..core.errors import ConflictError, GitopsSyncError, StorageError, UsageError
-from ..core.redact import redact
 from .auth import key_ok, unauthorized
+from .errors import answer_for, error_response
 from .routing import ApiRoute, Handler
 
 if TYPE_CHECKING:
     from .context import AppContext
 
 log = logging.getLogger("gitops_sync")
-
-_REASONS = {
-    400: "bad request",
-    401: "unauthorized",
-    404: "not found",
-    405: "method not allowed",
-    413: "request body too large",
-    503: "storage unavailable, retry later",
-}
-
-
-def error_response(status: int, message: str | None = None, **headers: str) -> JSONResponse:
-    """``{"error": message}``: the one shape every error answer of the local server has."""
-    body = {"error": message or _REASONS.get(status, "error")}
-    return JSONResponse(body, status_code=status, headers=headers or None)
 
 
 def _secrets(ctx: Any) -> list[str]:
@@ -64,28 +48,8 @@ def _endpoint(route: ApiRoute, ctx: AppContext) -> Any:
             return await handler(request, ctx)
         except HTTPException:
             raise  # Starlette's own handler answers it (JSON, see below)
-        except ClientDisconnect:
-            return Response(status_code=400)  # nobody is listening; just end the request
-        except UsageError as exc:
-            return error_response(400, redact(str(exc), _secrets(ctx)))
-        except (StorageError, ConflictError) as exc:
-            # Transient: the client may retry; Retry-After tells it so.
-            log.warning("%s: %s", route.name, redact(str(exc), _secrets(ctx)))
-            return error_response(503, None, **{"Retry-After": "5"})
-        except GitopsSyncError as exc:
-            log.error("%s failed: %s", route.name, redact(str(exc), _secrets(ctx)))
-            return error_response(500, "internal error")
         except Exception as exc:
-            # A bug of ours, never the client's: one redacted line in the log, the
-            # traceback only at DEBUG, and a bare 500 to the client.
-            log.error(
-                "%s crashed: %s: %s",
-                route.name,
-                type(exc).__name__,
-                redact(str(exc), _secrets(ctx)),
-            )
-            log.debug("traceback", exc_info=True)
-            return error_response(500, "internal error")
+            return answer_for(route.name, exc, _secrets(ctx))
 
     endpoint.__name__ = route.name
     return endpoint
