@@ -44,6 +44,7 @@ def test_progress_on_a_terminal_and_clean_json(tmp_path):
     code, out, term = run_with_tty_stderr([*cmd, "--workspace", str(tmp_path / "ws"), "--json"])
     assert 0 == code
     assert "syncing" in term
+    assert "/300 files" in term  # the bar counts files, not bytes
     assert commit == json.loads(out)["commit"]
     code, out, term = run_with_tty_stderr([*cmd, "--workspace", str(tmp_path / "ws2")])
     assert 0 == code

@@ -4,22 +4,25 @@ from __future__ import annotations
 
 import json
 import sys
+from typing import TYPE_CHECKING
 
 import click
 
 from ..core.errors import UsageError
 from ._format import human_bytes
 
+if TYPE_CHECKING:
+    from rich.progress import TaskID
+
 
 class _RichProgress:
-    """Files and bytes on a terminal (stderr), via rich; silent elsewhere."""
+    """Files and bytes written, on a terminal (stderr), via rich; short syncs draw nothing."""
 
     def __init__(self) -> None:
         from rich.console import Console
         from rich.progress import (
             BarColumn,
             DownloadColumn,
-            MofNCompleteColumn,
             Progress,
             TextColumn,
             TransferSpeedColumn,
@@ -28,29 +31,28 @@ class _RichProgress:
         self._bar = Progress(
             TextColumn("syncing"),
             BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("files"),
+            TextColumn("{task.fields[done]}/{task.fields[files]} files"),
             DownloadColumn(),
             TransferSpeedColumn(),
             console=Console(stderr=True),
             transient=True,
         )
-        self._files = self._bytes = None
+        self._task: TaskID | None = None
+        self._done = 0
 
     def start(self, files: int, total_bytes: int) -> None:
         if files < 200 and total_bytes < 20 << 20:
-            return  # short syncs need no bar
+            return
         self._bar.start()
-        self._task = self._bar.add_task("sync", total=total_bytes or 1)
-        self._files_total = files
-        self._started = True
+        self._task = self._bar.add_task("sync", total=total_bytes or 1, done=0, files=files)
 
     def advance(self, files: int, nbytes: int) -> None:
-        if getattr(self, "_started", False):
-            self._bar.advance(self._task, nbytes)
+        if self._task is not None:
+            self._done += files
+            self._bar.update(self._task, advance=nbytes, done=self._done)
 
     def finish(self) -> None:
-        if getattr(self, "_started", False):
+        if self._task is not None:
             self._bar.stop()
 
 
