@@ -14,7 +14,8 @@ ENV AzureWebJobsScriptRoot=/home/site/wwwroot \
     PYTHON_ENABLE_INIT_INDEXING=1 \
     WORKSPACE_ROOT=/workspace \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    PYTHONDONTWRITEBYTECODE=1
+    PYTHONDONTWRITEBYTECODE=1 \
+    GITOPS_SYNC_CACHE_DIR=/var/cache/gitops-sync/repos
 
 # Dependencies before code, so an edit under workflows/ reuses this layer.
 COPY workflows/requirements.txt /tmp/requirements.txt
@@ -25,8 +26,9 @@ ARG INSTALL_DEBUGPY=""
 RUN if [ -n "$INSTALL_DEBUGPY" ]; then pip install --no-cache-dir debugpy==1.8.22; fi
 
 COPY workflows/ /home/site/wwwroot/
-
-# The workspace: the Azure Files share the Function App mounts here (azureStorageAccounts),
-# a named volume under docker-compose.dev.yml.
-RUN mkdir -p /workspace
+# Bytecode compiled once here (PYTHONDONTWRITEBYTECODE stops the worker writing it at run
+# time). The workspace: the Azure Files share the Function App mounts here
+# (azureStorageAccounts), a named volume under docker-compose.dev.yml.
+RUN python -m compileall -q /home/site/wwwroot \
+ && mkdir -p /workspace
 VOLUME ["/workspace"]
