@@ -17,8 +17,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from gitops_sync import worker
+from gitops_sync.context import AppContext
 from gitops_sync.core.webhook import sign
-from gitops_sync.http.context import AppContext
 from gitops_sync.http.routes import ROUTES
 from gitops_sync.settings import Settings
 from tests.gitrepo import Repo

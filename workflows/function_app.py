@@ -14,7 +14,7 @@ import azure.functions as func
 from azurefunctions.extensions.http.fastapi import Request, Response
 
 from gitops_sync import worker
-from gitops_sync.http.context import AppContext
+from gitops_sync.context import AppContext
 from gitops_sync.http.errors import answer_for
 from gitops_sync.http.routes import ROUTES
 from gitops_sync.http.routing import ApiRoute

@@ -20,8 +20,8 @@ from azure.functions.timer import TimerRequest
 from fastapi import Request
 
 from gitops_sync.adapters.dir_store import DirectoryStore
+from gitops_sync.context import MAX_DEQUEUE, AppContext
 from gitops_sync.core.errors import RepositoryUnreachable
-from gitops_sync.http.context import MAX_DEQUEUE, AppContext
 from gitops_sync.http.routes import ROUTES
 from gitops_sync.jobs import FAILED, QUEUED, SUCCEEDED
 from gitops_sync.settings import Settings

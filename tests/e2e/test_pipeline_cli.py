@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from gitops_sync.http.context import AppContext
+from gitops_sync.context import AppContext
 from gitops_sync.jobs import Job, new_job_id
 from gitops_sync.settings import Settings
 

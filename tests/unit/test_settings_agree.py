@@ -52,6 +52,13 @@ WHERE = {
     "WORKSPACE_SHARE": Where(True, False, "set in Azure only on request; dev uses the volume"),
     "SYNC_QUEUE": Where(True, True),
     "GITOPS_SYNC_API_KEY": Where(False, False, "the Functions host checks function keys instead"),
+    "SYNC_RECONCILE_INTERVAL_SECONDS": Where(False, False, "the default suits both"),
+    "GITOPS_SYNC_CACHE_DIR": Where(False, False, "the image sets it (container disk)"),
+    "DEPLOY_TARGET": Where(False, False, "default builtin; the functionapp switch is Azure only"),
+    "DEPLOY_PACKAGE_CONTAINER": Where(False, False, "the default suits both"),
+    "DEPLOY_VERSIONS_KEPT": Where(False, False, "the default suits both"),
+    "DEPLOY_FUNCTIONAPP_ID": Where(False, False, "functionapp target only"),
+    "DEPLOY_IDENTITY_ID": Where(False, False, "functionapp target only"),
 }
 
 #: Settings of the Functions host, the platform and the Azure SDK (documented by Microsoft).

@@ -22,7 +22,7 @@ from .core.webhook import Answer
 from .jobs import FAILED, QUEUED, RUNNING, SUCCEEDED, Job, clean_error, new_job_id
 
 if TYPE_CHECKING:
-    from .http.context import AppContext
+    from .context import AppContext
 
 log = logging.getLogger("gitops_sync")
 

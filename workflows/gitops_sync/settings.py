@@ -20,6 +20,9 @@ AZURITE_KEY = (
 DEFAULT_QUEUE = "sync-jobs"
 DEFAULT_BRANCH = "main"
 DEFAULT_WORKSPACE_ROOT = "/workspace"
+DEFAULT_PACKAGE_CONTAINER = "function-packages"
+DEFAULT_VERSIONS_KEPT = 10
+DEPLOY_TARGETS = ("builtin", "functionapp")
 
 
 def azurite_connection_string(host: str = "127.0.0.1", blob: int = 10000, queue: int = 10001,
@@ -47,6 +50,11 @@ class Settings:
     api_key: str | None
     cache_dir: Path
     reconcile_interval_s: int
+    deploy_target: str = "builtin"
+    package_container: str = DEFAULT_PACKAGE_CONTAINER
+    versions_kept: int = DEFAULT_VERSIONS_KEPT
+    functionapp_id: str | None = None
+    identity_id: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -73,11 +81,48 @@ class Settings:
             api_key=env.get("GITOPS_SYNC_API_KEY") or None,
             cache_dir=Path(env.get("GITOPS_SYNC_CACHE_DIR") or default_cache_dir(env)),
             reconcile_interval_s=int(env.get("SYNC_RECONCILE_INTERVAL_SECONDS") or 300),
+            deploy_target=(env.get("DEPLOY_TARGET") or "builtin").strip().lower(),
+            package_container=env.get("DEPLOY_PACKAGE_CONTAINER") or DEFAULT_PACKAGE_CONTAINER,
+            versions_kept=_positive_int(
+                "DEPLOY_VERSIONS_KEPT", env.get("DEPLOY_VERSIONS_KEPT"), DEFAULT_VERSIONS_KEPT
+            ),
+            functionapp_id=env.get("DEPLOY_FUNCTIONAPP_ID") or None,
+            identity_id=env.get("DEPLOY_IDENTITY_ID") or None,
         )
+
+    def deploy_problem(self) -> str | None:
+        """Why the deploy settings cannot work together, or ``None``."""
+        if self.deploy_target not in DEPLOY_TARGETS:
+            return f"DEPLOY_TARGET must be one of {', '.join(DEPLOY_TARGETS)}"
+        if self.deploy_target == "functionapp":
+            missing = [
+                name
+                for name, value in (
+                    ("DEPLOY_FUNCTIONAPP_ID", self.functionapp_id),
+                    ("DEPLOY_IDENTITY_ID", self.identity_id),
+                )
+                if not value
+            ]
+            if missing:
+                return f"DEPLOY_TARGET=functionapp needs {' and '.join(missing)}"
+        return None
 
     def secrets(self) -> list[str]:
         """Values that must never appear in a log line or a stored error."""
         return [s for s in (self.webhook_secret, self.git_token, self.api_key) if s]
+
+
+def _positive_int(name: str, raw: str | None, default: int) -> int:
+    raw = raw or ""
+    if not raw.strip():
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be a whole number (got {raw!r})") from None
+    if value < 1:
+        raise ValueError(f"{name} must be at least 1 (got {value})")
+    return value
 
 
 def default_cache_dir(env: Mapping[str, str] | None = None) -> Path:

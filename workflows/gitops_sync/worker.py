@@ -26,7 +26,7 @@ from .ports import WorkspaceStore
 from .sync import sync_workspace
 
 if TYPE_CHECKING:
-    from .http.context import AppContext
+    from .context import AppContext
 
 log = logging.getLogger("gitops_sync")
 

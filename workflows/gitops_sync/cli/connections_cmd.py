@@ -16,7 +16,7 @@ from ..settings import Settings
 
 
 def _store() -> ConnectionStore:
-    from ..http.context import AppContext
+    from ..context import AppContext
 
     store: ConnectionStore = AppContext.from_settings(Settings.from_env()).connections
     return store

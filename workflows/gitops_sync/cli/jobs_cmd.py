@@ -51,7 +51,7 @@ def _source(url: str | None) -> tuple[str | None, str | None]:
 
 
 def _context() -> Any:
-    from ..http.context import AppContext
+    from ..context import AppContext
 
     return AppContext.from_settings(Settings.from_env())
 

@@ -21,7 +21,7 @@ from .errors import answer_for, error_response
 from .routing import ApiRoute, Handler
 
 if TYPE_CHECKING:
-    from .context import AppContext
+    from ..context import AppContext
 
 log = logging.getLogger("gitops_sync")
 

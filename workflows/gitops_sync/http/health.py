@@ -13,7 +13,7 @@ from ..core.errors import StorageError
 from .routing import ApiRoute
 
 if TYPE_CHECKING:
-    from .context import AppContext
+    from ..context import AppContext
 
 log = logging.getLogger("gitops_sync")
 

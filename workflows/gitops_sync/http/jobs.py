@@ -15,7 +15,7 @@ from starlette.responses import JSONResponse, Response
 from .routing import ApiRoute
 
 if TYPE_CHECKING:
-    from .context import AppContext
+    from ..context import AppContext
 
 
 async def get_job(request: Request, ctx: AppContext) -> Response:

@@ -10,7 +10,7 @@ if TYPE_CHECKING:
     from starlette.requests import Request
     from starlette.responses import Response
 
-    from .context import AppContext
+    from ..context import AppContext
 
 Handler = Callable[["Request", "AppContext"], Awaitable["Response"]]
 

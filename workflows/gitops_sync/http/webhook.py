@@ -17,7 +17,7 @@ from ..core.webhook import MAX_BODY, TOO_LARGE, Answer
 from .routing import ApiRoute
 
 if TYPE_CHECKING:
-    from .context import AppContext
+    from ..context import AppContext
 
 
 def to_response(answer: Answer) -> Response:

@@ -45,8 +45,8 @@ from .auth import key_ok, unauthorized
 from .routing import ApiRoute
 
 if TYPE_CHECKING:
+    from ..context import AppContext
     from ..ports import WorkspaceStore
-    from .context import AppContext
 
 log = logging.getLogger("gitops_sync")
 _SAFE_HEADERS = {"X-Content-Type-Options": "nosniff", "Cache-Control": "no-cache"}

@@ -112,7 +112,7 @@ class Stack:
         )
 
     def _build_context(self) -> Any:
-        from ..http.context import AppContext
+        from ..context import AppContext
 
         ctx = AppContext.from_settings(self.settings)
         ctx.enforce_keys = True  # no Functions host here to check function keys
@@ -167,7 +167,7 @@ class Stack:
 
     def _build_poller(self) -> QueuePoller:
         from ..adapters.queues import JobQueue
-        from ..http.context import storage_connection
+        from ..context import storage_connection
         from ..worker import handle_message
 
         conn = storage_connection(self.settings)

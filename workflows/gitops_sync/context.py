@@ -11,15 +11,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..adapters.dir_store import DirectoryStore
-from ..adapters.leases import WorkspaceLeases
-from ..adapters.queues import JobQueue
-from ..adapters.tables import Tables
-from ..connections import DEFAULT_ID, ConnectionStore, HeadStore, workspace_clash
-from ..core.errors import UsageError
-from ..jobs import JobStore
-from ..ports import WorkspaceStore
-from ..settings import Settings, app_setting, azurite_connection_string
+from .adapters.dir_store import DirectoryStore
+from .adapters.leases import WorkspaceLeases
+from .adapters.queues import JobQueue
+from .adapters.tables import Tables
+from .connections import DEFAULT_ID, ConnectionStore, HeadStore, workspace_clash
+from .core.errors import UsageError
+from .jobs import JobStore
+from .ports import WorkspaceStore
+from .settings import Settings, app_setting, azurite_connection_string
 
 #: host.json's queues.maxDequeueCount: the attempt that fails last records the job failed
 MAX_DEQUEUE = 5
@@ -110,7 +110,7 @@ class AppContext:
             share, folder = conn.share, conn.workspace or (None if conn.share else conn.id)
         store: WorkspaceStore
         if share:
-            from ..adapters.azure_files import AzureFilesStore  # only Azure Files needs it
+            from .adapters.azure_files import AzureFilesStore  # only Azure Files needs it
 
             conn_str = storage_connection(self.settings)
             account = self.settings.storage_account_name
