@@ -79,7 +79,7 @@ HOST_SETTINGS = {
 }
 
 #: Environment names settings.py may read beyond the contract: not settings of the product.
-PLATFORM_NAMES = {"XDG_CACHE_HOME"}
+PLATFORM_NAMES = {"XDG_CACHE_HOME", "SOURCE_DATE_EPOCH"}
 
 
 def settings_py_names() -> set[str]:

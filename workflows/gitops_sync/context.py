@@ -13,10 +13,15 @@ from typing import Any
 
 from .adapters.dir_store import DirectoryStore
 from .adapters.leases import WorkspaceLeases
+from .adapters.packages import PackageBlobs
+from .adapters.pip_deps import PipInstaller
 from .adapters.queues import JobQueue
 from .adapters.tables import Tables
+from .adapters.versions import VersionStore
 from .connections import DEFAULT_ID, ConnectionStore, HeadStore, workspace_clash
 from .core.errors import UsageError
+from .deploy.reconcile import Deployer
+from .deploy.service import FunctionsService
 from .jobs import JobStore
 from .ports import WorkspaceStore
 from .settings import Settings, app_setting, azurite_connection_string
@@ -24,6 +29,19 @@ from .settings import Settings, app_setting, azurite_connection_string
 #: host.json's queues.maxDequeueCount: the attempt that fails last records the job failed
 MAX_DEQUEUE = 5
 DEFAULT_PREFIX = "gitopssync"
+
+
+def runtime_problem(runtime: str) -> str | None:
+    """Why this host cannot run ``runtime`` (e.g. ``python3.12``), or None when it can."""
+    import shutil
+    import sys
+
+    version = runtime.removeprefix("python")
+    if version == f"{sys.version_info.major}.{sys.version_info.minor}":
+        return None
+    if shutil.which(runtime):
+        return None
+    return f"{runtime} is not available on this host (GET /api/runtimes lists what is)"
 
 
 def storage_connection(settings: Settings) -> str | None:
@@ -42,6 +60,7 @@ class AppContext:
     connections: ConnectionStore
     heads: HeadStore
     jobs: JobStore
+    deployer: Deployer
     enforce_keys: bool = False
     max_dequeue: int = MAX_DEQUEUE
     lease_wait_s: float = 30.0  # how long a job waits for another sync of its workspace
@@ -67,6 +86,7 @@ class AppContext:
             tables = Tables.from_connection_string(conn, prefix)
             queue = JobQueue.from_connection_string(conn, settings.queue)
             leases = WorkspaceLeases.from_connection_string(conn, leases_container)
+            blobs = PackageBlobs.from_connection_string(conn, settings.package_container)
         elif settings.storage_account_name:
             from azure.identity import DefaultAzureCredential
 
@@ -75,6 +95,7 @@ class AppContext:
             tables = Tables.from_account(account, cred, prefix)
             queue = JobQueue.from_account(account, cred, settings.queue)
             leases = WorkspaceLeases.from_account(account, cred, leases_container)
+            blobs = PackageBlobs.from_account(account, cred, settings.package_container)
         else:
             raise UsageError("no storage configured: set AzureWebJobsStorage")
         return cls(
@@ -85,9 +106,21 @@ class AppContext:
             connections=ConnectionStore(tables, settings, lookup),
             heads=HeadStore(tables),
             jobs=JobStore(tables),
+            deployer=Deployer(
+                versions=VersionStore(tables),
+                blobs=blobs,
+                pip=PipInstaller(settings.state_dir / "deps"),
+                versions_kept=settings.versions_kept,
+                runtime_problem=runtime_problem,
+                source_date_epoch=settings.source_date_epoch,
+            ),
             enforce_keys=enforce_keys,
             **options,
         )
+
+    @property
+    def functions(self) -> FunctionsService:
+        return FunctionsService(self.deployer)
 
     def secrets(self) -> list[str]:
         """Every secret value known to this process (for redaction)."""

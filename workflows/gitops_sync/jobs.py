@@ -92,7 +92,7 @@ def fit_summary(summary: dict[str, Any], limit: int = SUMMARY_CHARS) -> dict[str
         del skipped[len(skipped) // 2 :]  # halving: a few dumps even for huge lists
     out["skipped_total"] = total
     functions = out.get("functions") or {}
-    for key in ("invalid", "changed", "unchanged"):
+    for key in ("failed", "unchanged", "deployed", "removed", "invalid", "changed"):
         items = functions.get(key)
         if isinstance(items, list) and len(json.dumps(out)) > limit:
             functions[f"{key}_total"] = len(items)

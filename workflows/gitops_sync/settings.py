@@ -55,6 +55,7 @@ class Settings:
     versions_kept: int = DEFAULT_VERSIONS_KEPT
     functionapp_id: str | None = None
     identity_id: str | None = None
+    source_date_epoch: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -88,6 +89,7 @@ class Settings:
             ),
             functionapp_id=env.get("DEPLOY_FUNCTIONAPP_ID") or None,
             identity_id=env.get("DEPLOY_IDENTITY_ID") or None,
+            source_date_epoch=env.get("SOURCE_DATE_EPOCH") or None,
         )
 
     def deploy_problem(self) -> str | None:
@@ -106,6 +108,11 @@ class Settings:
             if missing:
                 return f"DEPLOY_TARGET=functionapp needs {' and '.join(missing)}"
         return None
+
+    @property
+    def state_dir(self) -> Path:
+        """Where deploy keeps its caches: beside the repository cache."""
+        return self.cache_dir.parent
 
     def secrets(self) -> list[str]:
         """Values that must never appear in a log line or a stored error."""

@@ -19,6 +19,7 @@ from .adapters.dir_store import DirectoryStore
 from .adapters.git_source import GitSource
 from .connections import Connection, now_iso
 from .core.errors import ConflictError, GitopsSyncError
+from .deploy.reconcile import deploy_functions
 from .intake import job_message
 from .jobs import FAILED, FINAL, QUEUED, RUNNING, SUCCEEDED, SUPERSEDED, Job, clean_error
 from .jobs import new_job_id as _new_job_id
@@ -140,7 +141,13 @@ def _run(ctx: AppContext, conn: Connection, job: Job, attempt: int) -> None:
         result = sync_workspace(source, ref, store, commit=commit)
         ctx.heads.mark_synced(conn.id, commit)
         job.commit = job.commit or commit
-        _finish(ctx, job, SUCCEEDED, summary=result.as_json(), started=started)
+        summary = result.as_json()
+        # Same job, same lease: deploy what changed. A deploy failure of one function
+        # is in the summary; a storage failure raises and the job is retried (the sync
+        # is then a no-op, and the deploy completes what it had begun).
+        deployed = deploy_functions(ctx.deployer, source, commit, result.functions, conn.id)
+        summary["functions"] = deployed.as_json()
+        _finish(ctx, job, SUCCEEDED, summary=summary, started=started)
 
 
 def _finish(

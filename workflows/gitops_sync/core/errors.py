@@ -11,7 +11,10 @@
     │   └── CaseConflict             two paths differ only in case on a
     │                                case-insensitive workspace           (permanent)
     ├── StorageError                 queues/tables/blobs/Azure Files busy (transient)
-    └── ConflictError                another sync holds the workspace     (transient)
+    ├── ConflictError                another sync holds the workspace     (transient)
+    ├── NotFound                     no such function / version (404)     (permanent)
+    └── Refused                      the request contradicts the state,
+                                     e.g. deleting the active version (409) (permanent)
 
 ``permanent`` tells a runtime what to do, as Flux's stalling/waiting split does:
 a permanent error needs a person (record it, do not retry); a transient one is
@@ -66,3 +69,11 @@ class StorageError(GitopsSyncError):
 
 class ConflictError(GitopsSyncError):
     permanent = False
+
+
+class NotFound(GitopsSyncError):
+    permanent = True
+
+
+class Refused(GitopsSyncError):
+    permanent = True

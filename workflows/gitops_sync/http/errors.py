@@ -14,7 +14,14 @@ from collections.abc import Iterable
 from starlette.requests import ClientDisconnect
 from starlette.responses import JSONResponse, Response
 
-from ..core.errors import ConflictError, GitopsSyncError, StorageError, UsageError
+from ..core.errors import (
+    ConflictError,
+    GitopsSyncError,
+    NotFound,
+    Refused,
+    StorageError,
+    UsageError,
+)
 from ..core.redact import redact
 
 log = logging.getLogger("gitops_sync")
@@ -24,6 +31,7 @@ _REASONS = {
     401: "unauthorized",
     404: "not found",
     405: "method not allowed",
+    409: "conflict",
     413: "request body too large",
     503: "storage unavailable, retry later",
 }
@@ -42,6 +50,10 @@ def answer_for(route_name: str, exc: Exception, secrets: Iterable[str | None]) -
         return Response(status_code=400)  # nobody is listening; just end the request
     if isinstance(exc, UsageError):
         return error_response(400, redact(str(exc), secrets))
+    if isinstance(exc, NotFound):
+        return error_response(404, redact(str(exc), secrets))
+    if isinstance(exc, Refused):
+        return error_response(409, redact(str(exc), secrets))
     if isinstance(exc, StorageError | ConflictError):
         # Transient: the client may retry; Retry-After tells it so.
         log.warning("%s: %s", route_name, redact(str(exc), secrets))
