@@ -7,7 +7,7 @@ Both hosts (the Functions app and the local server) build one with
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,7 @@ from .adapters.tables import Tables
 from .adapters.versions import VersionStore
 from .connections import DEFAULT_ID, ConnectionStore, HeadStore, workspace_clash
 from .core.errors import UsageError
+from .deploy.live import LiveFunctions
 from .deploy.reconcile import Deployer
 from .deploy.service import FunctionsService
 from .jobs import JobStore
@@ -64,6 +65,7 @@ class AppContext:
     enforce_keys: bool = False
     max_dequeue: int = MAX_DEQUEUE
     lease_wait_s: float = 30.0  # how long a job waits for another sync of its workspace
+    _live: LiveFunctions | None = field(default=None, repr=False)
 
     @classmethod
     def from_settings(
@@ -121,6 +123,34 @@ class AppContext:
     @property
     def functions(self) -> FunctionsService:
         return FunctionsService(self.deployer)
+
+    @property
+    def live(self) -> LiveFunctions | None:
+        """This process's function runtime, fed the active versions (builtin target only)."""
+        if self.settings.deploy_target != "builtin":
+            return None
+        if self._live is None:
+            settings = self.settings
+
+            def make_runtime(load_package: Callable[[Any], bytes]) -> Any:
+                from .runtime import FunctionRuntime  # only a serving process needs it
+
+                return FunctionRuntime(
+                    cache_dir=settings.state_dir / "functions",
+                    load_package=load_package,
+                    lookup_setting=app_setting,
+                )
+
+            self._live = LiveFunctions(self.deployer, make_runtime)
+            self.deployer.on_change = self._live.notify
+            self._live.start()
+        return self._live
+
+    def close(self) -> None:
+        """Stop what this context started (the function runtime's workers)."""
+        if self._live is not None:
+            self._live.close()
+            self._live = None
 
     def secrets(self) -> list[str]:
         """Every secret value known to this process (for redaction)."""

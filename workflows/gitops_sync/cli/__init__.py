@@ -25,6 +25,7 @@ COMMANDS = {
     "download": "download_cmd:download",
     "jobs": "jobs_cmd:jobs",
     "connections": "connections_cmd:connections",
+    "functions": "functions_cmd:functions",
 }
 
 

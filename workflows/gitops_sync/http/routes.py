@@ -5,7 +5,7 @@ Each feature module exports its own ``ROUTES``; add a module here to publish it.
 
 from __future__ import annotations
 
-from . import health, jobs, webhook, workspace
+from . import functions, health, jobs, webhook, workspace
 from .routing import ApiRoute
 
 ROUTES: list[ApiRoute] = [
@@ -13,4 +13,5 @@ ROUTES: list[ApiRoute] = [
     *health.ROUTES,
     *jobs.ROUTES,
     *workspace.ROUTES,
+    *functions.ROUTES,
 ]

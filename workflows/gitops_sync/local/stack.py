@@ -87,6 +87,8 @@ class Stack:
         finally:
             if self.server is not None and not self.server.started:
                 self.server.close()
+            if self.ctx is not None:
+                await in_daemon_thread(self.ctx.close)  # stops every function worker
             if self.azurite is not None:
                 log.info("stopping Azurite")
                 await in_daemon_thread(self.azurite.stop)
