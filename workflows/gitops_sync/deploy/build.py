@@ -12,9 +12,18 @@ from pathlib import Path
 
 from ..adapters.git_source import GitSource
 from ..adapters.pip_deps import InstalledDeps, PipInstaller
-from ..core.functions import DEPS_DIR, FunctionSpec, Member
+from ..core.functions import (
+    DEPS_DIR,
+    FunctionReport,
+    FunctionSpec,
+    Member,
+    RecordedFunction,
+    detect_function_changes,
+    find_function_tomls,
+)
 from ..core.model import MODE_EXEC
 from ..core.packaging import Entry, Package, build_package
+from ..core.select import SYNCIGNORE, SyncIgnore, select_desired
 
 REQUIREMENTS = "requirements.txt"
 
@@ -75,3 +84,15 @@ class PackageBuilder:
             source_date_epoch=self.source_date_epoch,
         )
         return package, requirements
+
+
+def scan_functions(
+    source: GitSource, commit: str, recorded: dict[str, RecordedFunction] | None = None
+) -> FunctionReport:
+    """The functions of ``commit`` straight from git (the synced selection: .syncignore applies)."""
+    records, _bad_names = source.start_list_tree(commit)()
+    ignore = next((r for r in records if r.path == SYNCIGNORE), None)
+    text = source.read_blob(ignore.blob_id).decode("utf-8", "replace") if ignore else None
+    desired, _skipped = select_desired(records, SyncIgnore(text))
+    tomls = {p: source.read_blob(desired[p].blob_id) for p in find_function_tomls(desired)}
+    return detect_function_changes(desired, tomls, recorded or {})
