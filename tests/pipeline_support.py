@@ -82,6 +82,7 @@ def make_stack(
         "WORKSPACE_ROOT": str(workspace),
         "SYNC_QUEUE": f"q{uuid.uuid4().hex[:16]}",
         "GITOPS_SYNC_CACHE_DIR": str(tmp_path / "cache"),
+        "DEPLOY_PACKAGE_CONTAINER": f"pkg-{uuid.uuid4().hex[:16]}",
     }
     if secret:
         env["GITHUB_WEBHOOK_SECRET"] = secret
