@@ -17,9 +17,8 @@ import time
 HEADER = struct.Struct(">II")
 LOG_FORMAT = "%(levelname)s %(name)s: %(message)s"
 LOG_MARK = "\x1e"
-LOG_STREAM = [
-    sys.__stderr__
-]  # our tagged stderr, once main() has made it  # a log line written through our streams: MARK invocation TAB stream TAB text
+# a log line written through our streams: MARK invocation TAB stream TAB text
+LOG_STREAM: list = [sys.__stderr__]  # main() puts our tagged stderr here
 
 
 def write_frame(fd, meta, payload=b""):
