@@ -16,8 +16,8 @@ import time
 
 HEADER = struct.Struct(">II")
 LOG_FORMAT = "%(levelname)s %(name)s: %(message)s"
-LOG_MARK = "\x1e"
-# a log line written through our streams: MARK invocation TAB stream TAB text
+LOG_MARK = "\x1e"  # a line written through our streams: MARK invocation TAB stream TAB text
+LOGGING_READY: list = []
 LOG_STREAM: list = [sys.__stderr__]  # main() puts our tagged stderr here
 
 
@@ -128,9 +128,9 @@ def configure_logging():
     """Handler logging goes to our stderr stream; imported only when used (faster cold start)."""
     import logging
 
-    if not getattr(logging, "_gitops_sync_configured", False):
+    if not LOGGING_READY:
         logging.basicConfig(stream=LOG_STREAM[0], level=logging.INFO, format=LOG_FORMAT)
-        logging._gitops_sync_configured = True
+        LOGGING_READY.append(True)
 
 
 def format_exc():
