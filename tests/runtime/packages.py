@@ -1,0 +1,84 @@
+"""Builds function packages in the layout the deploy side produces, for runtime tests and benchmarks.
+
+``make_package`` returns the ZIP bytes and a VersionRef naming them; ``PackageStore`` plays the
+deploy side's ``load_package`` (it counts loads, and can be told to fail).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import threading
+import zipfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from gitops_sync.runtime import VersionRef
+
+DEFAULT_CONFIG: dict[str, Any] = {
+    "runtime": "python3.11",
+    "handler": "main.handle",
+    "memory_mb": 128,
+    "timeout_seconds": 30,
+    "warm_workers": 1,
+    "max_concurrency": 10,
+    "include": [],
+    "secrets": [],
+    "environment": {},
+}
+
+
+def make_package(
+    name: str,
+    version: int,
+    files: Mapping[str, str | bytes],
+    **config: Any,
+) -> tuple[VersionRef, bytes]:
+    """A package ZIP (manifest.json + ``files`` at their paths) and the VersionRef naming it."""
+    normalised = {**DEFAULT_CONFIG, "name": name, **config}
+    content = hashlib.sha256(json.dumps(normalised, sort_keys=True).encode())
+    for path in sorted(files):
+        data = files[path]
+        content.update(path.encode() + b"\0" + (data.encode() if isinstance(data, str) else data))
+    sha256 = content.hexdigest()
+    manifest = {
+        "format": 1,
+        "name": name,
+        "sha256": sha256,
+        "commit": "0" * 40,
+        "config": normalised,
+        "files": sorted(files),
+        "requirements": [],
+    }
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("manifest.json", json.dumps(manifest, sort_keys=True))
+        for path in sorted(files):
+            zf.writestr(path, files[path])
+    data = buffer.getvalue()
+    ref = VersionRef(name, version, sha256, hashlib.sha256(data).hexdigest(), normalised)
+    return ref, data
+
+
+@dataclass
+class PackageStore:
+    """An in-memory ``load_package``: packages by (name, version); counts every load."""
+
+    packages: dict[tuple[str, int], bytes] = field(default_factory=dict)
+    loads: list[tuple[str, int]] = field(default_factory=list)
+    fail_with: Exception | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def add(self, name: str, version: int, files: Mapping[str, str | bytes], **config: Any) -> VersionRef:
+        ref, data = make_package(name, version, files, **config)
+        self.packages[(name, version)] = data
+        return ref
+
+    def __call__(self, ref: VersionRef) -> bytes:
+        with self._lock:
+            self.loads.append((ref.name, ref.version))
+        if self.fail_with is not None:
+            raise self.fail_with
+        return self.packages[(ref.name, ref.version)]
