@@ -71,7 +71,9 @@ class PackageStore:
     fail_with: Exception | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def add(self, name: str, version: int, files: Mapping[str, str | bytes], **config: Any) -> VersionRef:
+    def add(
+        self, name: str, version: int, files: Mapping[str, str | bytes], **config: Any
+    ) -> VersionRef:
         ref, data = make_package(name, version, files, **config)
         self.packages[(name, version)] = data
         return ref
