@@ -28,7 +28,7 @@ def store() -> PackageStore:
 
 @pytest.fixture()
 def runtime(tmp_path: Path, store: PackageStore) -> Iterator[FunctionRuntime]:
-    """A runtime with a private cache, short idle times, and a server environment full of secrets."""
+    """A runtime with a private cache, short idle times, and a server environment with secrets."""
     rt = FunctionRuntime(
         cache_dir=tmp_path / "cache",
         load_package=store,

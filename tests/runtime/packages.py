@@ -1,4 +1,4 @@
-"""Builds function packages in the layout the deploy side produces, for runtime tests and benchmarks.
+"""Builds function packages in the layout the deploy side produces, for runtime tests and benches.
 
 ``make_package`` returns the ZIP bytes and a VersionRef naming them; ``PackageStore`` plays the
 deploy side's ``load_package`` (it counts loads, and can be told to fail).
