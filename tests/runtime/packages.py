@@ -1,4 +1,4 @@
-"""Builds function packages in the layout the deploy side produces, for runtime tests and benchmarks.
+"""Builds function packages in the layout the deploy side produces, for runtime tests and benches.
 
 ``make_package`` returns the ZIP bytes and a VersionRef naming them; ``PackageStore`` plays the
 deploy side's ``load_package`` (it counts loads, and can be told to fail).
@@ -71,7 +71,9 @@ class PackageStore:
     fail_with: Exception | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def add(self, name: str, version: int, files: Mapping[str, str | bytes], **config: Any) -> VersionRef:
+    def add(
+        self, name: str, version: int, files: Mapping[str, str | bytes], **config: Any
+    ) -> VersionRef:
         ref, data = make_package(name, version, files, **config)
         self.packages[(name, version)] = data
         return ref
