@@ -14,6 +14,7 @@ from gitops_sync.adapters.git_source import GitSource
 from gitops_sync.adapters.versions import VersionStore
 from gitops_sync.deploy.build import scan_functions
 from gitops_sync.deploy.reconcile import deploy_functions
+from gitops_sync.runtime.interpreters import find_interpreter
 from tests.deploy_support import TOML, add_function, handler_source
 from tests.pipeline_support import Stack, delivery_headers, make_stack, push_payload
 
@@ -272,6 +273,7 @@ def test_unavailable_runtime_fails_that_function_with_the_reason(stack, tmp_path
     assert git is not None
     (only_git / "git").symlink_to(git)
     monkeypatch.setenv("PATH", str(only_git))
+    find_interpreter.cache_clear()
     missing = "python3.13"
     add_function(stack.repo, "orders", "o1")
     stack.repo.write("functions/legacy/function.toml", f'runtime = "{missing}"\nhandler = "m.h"\n')
@@ -281,3 +283,4 @@ def test_unavailable_runtime_fails_that_function_with_the_reason(stack, tmp_path
     [failed] = summary["failed"]
     assert "legacy" == failed["name"]
     assert f"{missing} is not available on this host" in failed["error"]
+    find_interpreter.cache_clear()  # the next test sees the real PATH again

@@ -34,13 +34,9 @@ DEFAULT_PREFIX = "gitopssync"
 
 def runtime_problem(runtime: str) -> str | None:
     """Why this host cannot run ``runtime`` (e.g. ``python3.12``), or None when it can."""
-    import shutil
-    import sys
+    from .runtime.interpreters import find_interpreter  # stdlib only: cheap to import
 
-    version = runtime.removeprefix("python")
-    if version == f"{sys.version_info.major}.{sys.version_info.minor}":
-        return None
-    if shutil.which(runtime):
+    if find_interpreter(runtime) is not None:
         return None
     return f"{runtime} is not available on this host (GET /api/runtimes lists what is)"
 
