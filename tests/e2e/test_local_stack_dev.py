@@ -225,6 +225,7 @@ def test_dev_with_no_settings_makes_a_demo_that_webhook_send_finds(tmp_path: Pat
     proc = StackProcess(["dev", "--port", str(free_port())], env, tmp_path)
     try:
         url = proc.wait_for(LISTENING).group(1)
+        proc.wait_for(r"echo 'replicas: 3'")  # the banner's last line: the output is all in
         text = "\n".join(proc.stdout)
         assert "demo repository" in text
         assert "echo 'replicas: 3' > .gitops-sync-dev/demo-repo/config/app.yaml" in text
@@ -237,6 +238,14 @@ def test_dev_with_no_settings_makes_a_demo_that_webhook_send_finds(tmp_path: Pat
         assert "succeeded" == job["status"], job
         demo = tmp_path / ".gitops-sync-dev" / "demo-repo"
         assert expected_files(demo, answer["commit"]) == workspace_files(tmp_path / "workspace")
+        # The demo's function was deployed by that job and answers through the CLI.
+        assert [{"name": "hello", "version": 1}] == job["summary"]["functions"]["deployed"]
+        invoked = subprocess.run(
+            [GITOPS_SYNC, "functions", "invoke", "hello", "--data", '{"name": "dev"}', "--json"],
+            env=env, cwd=tmp_path, capture_output=True, text=True,
+        )  # fmt: skip
+        assert (0, {"hello": "dev"}) == (invoked.returncode, json.loads(invoked.stdout or "null"))
+        assert _processes_in(tmp_path), "a warm worker runs under the dev folder"
         # The banner's next step: change the demo repository, send again, see the change.
         (demo / "config" / "app.yaml").write_text("replicas: 3\n")
         subprocess.run(["git", "-C", str(demo), "commit", "-qam", "scale"], env=env, check=True)
@@ -246,8 +255,24 @@ def test_dev_with_no_settings_makes_a_demo_that_webhook_send_finds(tmp_path: Pat
         assert 1 == job["summary"]["updated"], job
         assert "replicas: 3\n" == (tmp_path / "workspace" / "config" / "app.yaml").read_text()
         assert 0 == proc.terminate()
+        assert [] == _processes_in(tmp_path), "stopping dev leaves no function worker behind"
     finally:
         proc.close()
+
+
+def _processes_in(folder: Path) -> list[int]:
+    """PIDs of processes whose working directory lies under FOLDER (function workers do)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cwd = (entry / "cwd").resolve()
+        except OSError:
+            continue
+        if cwd.is_relative_to(folder.resolve()) and (entry / "cmdline").read_bytes():
+            found.append(int(entry.name))
+    return found
 
 
 def test_dev_uses_the_given_storage_instead_of_starting_azurite(
