@@ -56,6 +56,7 @@ def handle(event, context):
         sys.stdout.close()
         os.close(1)
         os.close(2)
+        return {"closed": True}
     if what == "fork_and_linger":
         child = os.fork()
         if child == 0:

@@ -1,0 +1,132 @@
+"""Limits that hold: timeouts, memory caps, misbehaving handlers: answered, contained, replaced."""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+
+import pytest
+
+from gitops_sync.runtime import FunctionRuntime
+
+from . import handlers
+from .packages import PackageStore
+from .util import running, wait_for
+
+
+def _rss_bytes() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError("no VmRSS")
+
+
+def _call(runtime: FunctionRuntime, name: str, event: dict[str, object]) -> tuple[int, dict]:
+    result = runtime.invoke(name, json.dumps(event).encode())
+    return result.status, result.json()
+
+
+def test_a_sleeper_past_its_timeout_gets_504_while_another_answers(
+    runtime: FunctionRuntime, store: PackageStore
+) -> None:
+    """Past timeout_seconds the worker is killed and the answer is 504; other functions answer."""
+    runtime.set_active(
+        "slow", store.add("slow", 1, {"main.py": handlers.MISBEHAVE}, timeout_seconds=1)
+    )
+    runtime.set_active("echo", store.add("echo", 1, {"main.py": handlers.ECHO}))
+    status, first = _call(runtime, "slow", {"do": "hello"})
+    assert 200 == status
+    answers: list[int] = []
+    sleeper = threading.Thread(
+        target=lambda: answers.append(_call(runtime, "slow", {"do": "sleep", "seconds": 60})[0])
+    )
+
+    sleeper.start()
+    others = [_call(runtime, "echo", {})[0] for _ in range(5)]
+    sleeper.join(timeout=60)
+
+    assert [504] == answers
+    assert [200] * 5 == others
+    wait_for(lambda: not running(first["pid"]), what="the timed-out worker to be gone")
+    status, again = _call(runtime, "slow", {"do": "hello"})
+    assert (200, True) == (status, again["pid"] != first["pid"])
+
+
+def test_an_infinite_loop_is_killed_and_replaced(
+    runtime: FunctionRuntime, store: PackageStore
+) -> None:
+    """A handler spinning forever gets 504; the next invocation runs on a fresh worker."""
+    runtime.set_active(
+        "spin", store.add("spin", 1, {"main.py": handlers.MISBEHAVE}, timeout_seconds=1)
+    )
+    _, first = _call(runtime, "spin", {"do": "hello"})
+
+    status, answer = _call(runtime, "spin", {"do": "spin"})
+
+    assert 504 == status
+    assert "timeout of 1 s" in answer["error"]
+    assert not running(first["pid"])
+    status, again = _call(runtime, "spin", {"do": "hello"})
+    assert (200, True) == (status, again["pid"] != first["pid"])
+
+
+def test_an_allocator_past_its_memory_gets_502_and_the_server_is_unaffected(
+    runtime: FunctionRuntime, store: PackageStore
+) -> None:
+    """Allocating past memory_mb answers 502 naming the cap; the server's RSS does not grow."""
+    ref = store.add("hog", 1, {"main.py": handlers.MISBEHAVE}, memory_mb=64)
+    runtime.set_active("hog", ref)
+    status, fits = _call(runtime, "hog", {"do": "allocate", "mb": 32})
+    assert 200 == status
+    before = _rss_bytes()
+
+    status, answer = _call(runtime, "hog", {"do": "allocate", "mb": 512})
+
+    assert 502 == status
+    assert "memory_mb = 64 MB" in answer["error"]
+    assert _rss_bytes() - before < 32 * 1024 * 1024
+    status, again = _call(runtime, "hog", {"do": "allocate", "mb": 32})
+    assert (200, True) == (status, again["pid"] != fits["pid"])
+    assert runtime.describe("hog")["memory_limit"].startswith("RLIMIT_AS (+")
+
+
+@pytest.mark.parametrize(
+    ("do", "status", "says"),
+    [
+        pytest.param("crash", 502, "SIGSEGV", id="crash"),
+        pytest.param("os_exit", 502, "exited with code 7", id="os-exit"),
+        pytest.param("exit", 500, "sys.exit(3)", id="sys-exit"),
+        pytest.param("close_stdout", 200, "", id="close-stdout"),
+        pytest.param("fork_and_return", 200, "", id="fork"),
+    ],
+)
+def test_misbehaving_handlers_are_answered_and_replaced(
+    runtime: FunctionRuntime, store: PackageStore, do: str, status: int, says: str
+) -> None:
+    """Crash, os._exit, sys.exit, closed stdout, fork: each answered, the worker replaced."""
+    runtime.set_active("bad", store.add("bad", 1, {"main.py": handlers.MISBEHAVE}))
+    _, first = _call(runtime, "bad", {"do": "hello"})
+
+    got, answer = _call(runtime, "bad", {"do": do})
+
+    assert status == got
+    assert says in json.dumps(answer)
+    if do == "fork_and_return":
+        assert {"from": "parent", "pid": first["pid"]} == answer
+    wait_for(lambda: not running(first["pid"]), what="the misbehaving worker to be gone")
+    again_status, again = _call(runtime, "bad", {"do": "hello"})
+    assert (200, True) == (again_status, again["pid"] != first["pid"])
+
+
+def test_a_forked_child_that_lingers_is_killed_with_its_worker(
+    runtime: FunctionRuntime, store: PackageStore
+) -> None:
+    """A child forked by the handler does not outlive its worker (the process group is killed)."""
+    runtime.set_active("bad", store.add("bad", 1, {"main.py": handlers.MISBEHAVE}))
+
+    status, answer = _call(runtime, "bad", {"do": "fork_and_linger"})
+
+    assert 200 == status
+    wait_for(lambda: not running(answer["child"]), what="the forked child to be killed")
+    wait_for(lambda: not running(answer["pid"]), what="the forking worker to be replaced")
