@@ -223,7 +223,9 @@ resource workspaceMount 'Microsoft.Web/sites/config@2023-12-01' = if (!workspace
       accountName: workspaceStorage.name
       shareName: workspaceShareName
       mountPath: workspaceMountPath
-      accessKey: workspaceStorage.listKeys().keys[0].value
+      // ARM may evaluate list functions of a resource whose condition is false: guard it, since
+      // the workspace account does not exist with workspaceThroughFilesApi.
+      accessKey: workspaceThroughFilesApi ? '' : workspaceStorage.listKeys().keys[0].value
     }
   }
 }
