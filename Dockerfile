@@ -1,6 +1,8 @@
 # gitops-sync as an Azure Functions (Python 3.11, v2 model) container.
 # Layers go from least to most often changed: OS packages, Python dependencies, app code.
-FROM mcr.microsoft.com/azure-functions/python:4-python3.11
+# The base is pinned to a Functions host release (4.1036.2, Python 3.11), not the moving
+# `4-python3.11` tag: a rebuild gets the same host and Python worker until this line changes.
+FROM mcr.microsoft.com/azure-functions/python:4.1036.2-python3.11
 
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 
@@ -12,6 +14,7 @@ RUN apt-get update \
 ENV AzureWebJobsScriptRoot=/home/site/wwwroot \
     AzureFunctionsJobHost__Logging__Console__IsEnabled=true \
     PYTHON_ENABLE_INIT_INDEXING=1 \
+    PYTHON_ISOLATE_WORKER_DEPENDENCIES=1 \
     WORKSPACE_ROOT=/workspace \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONDONTWRITEBYTECODE=1 \
@@ -21,7 +24,8 @@ ENV AzureWebJobsScriptRoot=/home/site/wwwroot \
 COPY workflows/requirements.txt /tmp/requirements.txt
 RUN pip install --no-cache-dir -r /tmp/requirements.txt
 
-# Set by docker-compose.dev.yml only when GITOPS_SYNC_DEBUGPY_PORT is set; never in production.
+# debugpy for ENABLE_DEBUGGING: docker-compose.dev.yml sets this; a production build leaves it
+# out (the same pin as pyproject.toml's dev extra, checked by tests/unit/test_infra.py).
 ARG INSTALL_DEBUGPY=""
 RUN if [ -n "$INSTALL_DEBUGPY" ]; then pip install --no-cache-dir debugpy==1.8.22; fi
 

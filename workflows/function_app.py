@@ -13,18 +13,20 @@ from collections.abc import Awaitable, Callable
 import azure.functions as func
 from azurefunctions.extensions.http.fastapi import Request, Response
 
-from gitops_sync import worker
+from gitops_sync import debug, worker
 from gitops_sync.context import AppContext
 from gitops_sync.http.errors import answer_for
 from gitops_sync.http.routes import ROUTES
 from gitops_sync.http.routing import ApiRoute
-from gitops_sync.settings import Settings
+from gitops_sync.settings import Settings, log_unresolved_references
 
 log = logging.getLogger("gitops_sync")
 # The SDKs log every request at INFO; that is noise in Application Insights.
 logging.getLogger("azure").setLevel(logging.WARNING)
 
 SETTINGS = Settings.from_env()  # read once per worker process
+log_unresolved_references(SETTINGS)  # said once at start; GET /api/health answers 503 meanwhile
+debug.start_from_environment()  # ENABLE_DEBUGGING (dev container only; refused in Azure)
 _context: AppContext | None = None
 
 

@@ -1,6 +1,7 @@
 // gitops-sync in Azure: a Linux Function App (the repository's container image) on Elastic Premium,
-// its storage (queues, tables, blobs, the workspace share mounted at /workspace), Key Vault for the
-// secrets, a user-assigned identity with data roles, and Application Insights.
+// its storage (the host account: queues, tables, blobs, identity only; a second account with the
+// workspace share mounted at /workspace), Key Vault for the secrets, a user-assigned identity with
+// data roles, Application Insights, and (off by default) what DEPLOY_TARGET=functionapp needs.
 //
 //   az deployment group create -g <group> -f infra/bicep/main.bicep \
 //     -p @infra/bicep/main.parameters.example.json -p githubWebhookSecret=<secret>
@@ -52,8 +53,27 @@ param workspaceShareName string = 'workspace'
 @minValue(1)
 param workspaceShareQuotaGiB int = 100
 
-@description('Also set WORKSPACE_SHARE, so the app reaches the workspace through the Azure Files API instead of the mount.')
+@description('Set WORKSPACE_SHARE: the app reaches the workspace through the Azure Files API with its identity (share in the host account, no mount, no second account) instead of the mount.')
 param workspaceThroughFilesApi bool = false
+
+@description('DEPLOY_TARGET=functionapp: run the deployed functions in a separate Function App (targetFunctionAppId) instead of this app\'s own runtime.')
+param deployToFunctionApp bool = false
+
+@description('DEPLOY_FUNCTIONAPP_ID: resource id of the Function App that runs the functions (deployToFunctionApp only).')
+param targetFunctionAppId string = ''
+
+@description('DEPLOY_IDENTITY_ID: resource id of the user-assigned identity that app reads packages with (deployToFunctionApp only).')
+param targetIdentityId string = ''
+
+@description('DEPLOY_PACKAGE_CONTAINER: blob container of the function packages.')
+param packageContainerName string = 'function-packages'
+
+@description('DEPLOY_VERSIONS_KEPT: versions kept per function (the active one is never deleted).')
+@minValue(1)
+param versionsKept int = 10
+
+@description('Recover the soft-deleted Key Vault of the same name (redeploying after the resource group was deleted).')
+param recoverKeyVault bool = false
 
 @secure()
 @description('GITHUB_WEBHOOK_SECRET: HMAC secret of the GitHub webhook, stored in Key Vault.')
@@ -70,6 +90,7 @@ var suffix = uniqueString(resourceGroup().id, namePrefix)
 var names = {
   identity: '${namePrefix}-id-${suffix}'
   storage: take(toLower('${namePrefix}${suffix}'), 24)
+  workspaceStorage: take(toLower('${namePrefix}ws${suffix}'), 24)
   keyVault: take('${namePrefix}-kv-${suffix}', 24)
   monitoring: '${namePrefix}-${suffix}'
   plan: '${namePrefix}-plan-${suffix}'
@@ -91,9 +112,22 @@ module storage 'modules/storage.bicep' = {
     location: location
     name: names.storage
     syncQueueName: syncQueueName
+    workspaceThroughFilesApi: workspaceThroughFilesApi
     workspaceShareName: workspaceShareName
     workspaceShareQuotaGiB: workspaceShareQuotaGiB
     principalId: identity.outputs.principalId
+    tags: tags
+  }
+}
+
+// The mounted share's own account (see storage.bicep for why); not needed with the Files API.
+module workspaceStorage 'modules/workspace-storage.bicep' = if (!workspaceThroughFilesApi) {
+  name: 'workspace-storage'
+  params: {
+    location: location
+    name: names.workspaceStorage
+    workspaceShareName: workspaceShareName
+    workspaceShareQuotaGiB: workspaceShareQuotaGiB
     tags: tags
   }
 }
@@ -106,6 +140,7 @@ module keyVault 'modules/keyvault.bicep' = {
     principalId: identity.outputs.principalId
     githubWebhookSecret: githubWebhookSecret
     gitToken: gitToken
+    recoverSoftDeleted: recoverKeyVault
     tags: tags
   }
 }
@@ -127,11 +162,23 @@ module acrPull 'modules/acr-pull.bicep' = if (!empty(containerRegistryName)) {
   }
 }
 
+module deployTarget 'modules/deploy-target.bicep' = if (deployToFunctionApp) {
+  name: 'deploy-target'
+  params: {
+    storageAccountName: storage.outputs.name
+    packageContainerName: packageContainerName
+    targetIdentityId: targetIdentityId
+    targetFunctionAppId: targetFunctionAppId
+    principalId: identity.outputs.principalId
+  }
+}
+
 module functionApp 'modules/functionapp.bicep' = {
   name: 'functionapp'
-  // The first image pull needs AcrPull in place.
+  // The first image pull needs AcrPull in place; the mount needs the share.
   dependsOn: [
     acrPull
+    workspaceStorage
   ]
   params: {
     location: location
@@ -144,8 +191,14 @@ module functionApp 'modules/functionapp.bicep' = {
     identityId: identity.outputs.id
     identityClientId: identity.outputs.clientId
     storageAccountName: storage.outputs.name
+    workspaceStorageAccountName: names.workspaceStorage
     workspaceShareName: workspaceShareName
     workspaceThroughFilesApi: workspaceThroughFilesApi
+    deployToFunctionApp: deployToFunctionApp
+    packageContainerName: packageContainerName
+    versionsKept: versionsKept
+    targetFunctionAppId: targetFunctionAppId
+    targetIdentityId: targetIdentityId
     keyVaultName: keyVault.outputs.name
     webhookSecretName: keyVault.outputs.webhookSecretName
     gitTokenSecretName: keyVault.outputs.gitTokenSecretName
@@ -167,8 +220,11 @@ output webhookUrl string = 'https://${functionApp.outputs.defaultHostName}/api/g
 @description('Health endpoint: 200 {"status": "ok"} when storage is reachable.')
 output healthUrl string = 'https://${functionApp.outputs.defaultHostName}/api/health'
 
-@description('Storage account holding the queues, tables, blobs and the workspace share.')
+@description('Host storage account: queues, tables, blobs (identity only, shared keys off).')
 output storageAccountName string = storage.outputs.name
+
+@description('Storage account of the mounted workspace share (empty with workspaceThroughFilesApi).')
+output workspaceStorageAccountName string = workspaceThroughFilesApi ? '' : names.workspaceStorage
 
 @description('Key Vault holding the secrets.')
 output keyVaultName string = keyVault.outputs.name

@@ -185,38 +185,59 @@ def test_every_ignored_hadolint_rule_says_why():
     assert [] == [rule for rule in ignored if rule not in comments]
 
 
-def test_base_image_is_the_functions_python_image_pinned_by_tag():
-    """The image builds on the Azure Functions Python 4.x image, pinned to a Python tag."""
+#: A Functions host release (``4.1036.2``) and a Python, or a digest: never a moving tag.
+_PINNED_TAG = re.compile(r"4\.\d+\.\d+(?:\.\d+)?-python(?P<python>\d+\.\d+)")
+
+
+def image_python() -> str:
+    """The Python version the base image's tag names (``3.11``)."""
+    tag = dockerfile_base_image().partition("@")[0].partition(":")[2]
+    m = re.search(r"python(\d+\.\d+)", tag)
+    assert m, f"{tag} names no Python version"
+    return m[1]
+
+
+def test_base_image_is_the_functions_python_image_pinned_to_a_release():
+    """The image builds on the Functions Python image pinned to a host release tag or a digest."""
     image = dockerfile_base_image()
-    repository, _, tag = image.partition(":")
+    name, _, digest = image.partition("@")
+    repository, _, tag = name.partition(":")
     assert "mcr.microsoft.com/azure-functions/python" == repository
-    assert re.fullmatch(r"4-python\d+\.\d+", tag), f"{image} is not pinned to 4-pythonX.Y"
+    pinned = _PINNED_TAG.fullmatch(tag) is not None or re.fullmatch(r"sha256:[0-9a-f]{64}", digest)
+    assert pinned, f"{image} is a moving tag: pin a host release (4.N.N-pythonX.Y) or a digest"
+
+
+def test_moving_tags_are_refused():
+    """The pin check refuses the moving tags the Functions images also carry."""
+    for moving in ("4-python3.11", "4.0-python3.11", "4-python3.11-appservice", "latest"):
+        assert _PINNED_TAG.fullmatch(moving) is None, moving
+    assert _PINNED_TAG.fullmatch("4.1036.2-python3.11") is not None
 
 
 def test_python_version_agrees_with_pyproject():
     """The image's Python is the lowest pyproject allows, and the one ruff and mypy target."""
-    image_python = dockerfile_base_image().partition(":")[2].removeprefix("4-python")
-    major, minor = map(int, image_python.split("."))
+    python = image_python()
+    major, minor = map(int, python.split("."))
     pyproject = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))
     requires = SpecifierSet(pyproject["project"]["requires-python"])
     assert (True, False) == (
-        Version(image_python) in requires,
+        Version(python) in requires,
         Version(f"{major}.{minor - 1}") in requires,
     )
-    assert image_python == pyproject["tool"]["mypy"]["python_version"]
+    assert python == pyproject["tool"]["mypy"]["python_version"]
     assert f"py{major}{minor}" == pyproject["tool"]["ruff"]["target-version"]
 
 
 def test_dockerfile_sets_the_functions_environment():
-    """Script root, console logging and init indexing (the streaming extension needs it) are set."""
-    env = dockerfile_env()
-    assert {
+    """Script root, console logging, init indexing and the app's own package pins are set."""
+    expected = {
         "AzureWebJobsScriptRoot": "/home/site/wwwroot",
         "AzureFunctionsJobHost__Logging__Console__IsEnabled": "true",
-        "PYTHON_ENABLE_INIT_INDEXING": "1",
-    } == {k: env.get(k) for k in ("AzureWebJobsScriptRoot",
-                                  "AzureFunctionsJobHost__Logging__Console__IsEnabled",
-                                  "PYTHON_ENABLE_INIT_INDEXING")}  # fmt: skip
+        "PYTHON_ENABLE_INIT_INDEXING": "1",  # the HTTP streaming extension needs it
+        "PYTHON_ISOLATE_WORKER_DEPENDENCIES": "1",  # requirements.txt ahead of the worker's copies
+    }
+    env = dockerfile_env()
+    assert expected == {k: env.get(k) for k in expected}
 
 
 def test_dockerfile_installs_git():
@@ -261,6 +282,10 @@ def test_dockerignore_keeps_only_the_app_root():
     assert any("__pycache__" in line for line in lines)
 
 
+def _normalise(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name.strip().lower())
+
+
 def _pins(lines: list[str]) -> dict[str, str]:
     pins: dict[str, str] = {}
     for line in lines:
@@ -268,17 +293,107 @@ def _pins(lines: list[str]) -> dict[str, str]:
         if line and not line.startswith("-"):
             name, sep, version = line.partition("==")
             assert sep, f"{line!r} is not pinned with =="
-            pins[re.sub(r"[-_.]+", "-", name.strip().lower())] = version.strip()
+            pins[_normalise(name)] = version.strip()
     return pins
+
+
+def _pyproject() -> dict[str, Any]:
+    return tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))
 
 
 def test_requirements_pin_exactly_the_runtime_dependencies():
     """workflows/requirements.txt (what the image installs) equals pyproject.toml's runtime pins."""
-    if not REQUIREMENTS.exists():
-        pytest.skip("workflows/requirements.txt is not written yet (the pipeline engineer's file)")
-    pyproject = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))
-    expected = _pins(pyproject["project"]["dependencies"])
+    expected = _pins(_pyproject()["project"]["dependencies"])
     assert expected == _pins(REQUIREMENTS.read_text(encoding="utf-8").splitlines())
+
+
+def test_dev_image_debugpy_is_the_dev_extra_pin():
+    """The dev image's debugpy is the pin of pyproject's dev extra, and never a runtime pin."""
+    runs = " ".join(args for keyword, args in dockerfile_instructions() if keyword == "RUN")
+    in_image = dict(re.findall(r"\b(debugpy)==([\w.]+)", runs))
+    dev = _pins(_pyproject()["project"]["optional-dependencies"]["dev"])
+    runtime = _pins(_pyproject()["project"]["dependencies"])
+    assert ({"debugpy": dev["debugpy"]}, False) == (in_image, "debugpy" in runtime)
+
+
+def _imported_modules() -> set[str]:
+    """Every module the app (workflows/) imports, with each of its parent packages."""
+    import ast
+
+    found: set[str] = set()
+    for path in (REPO / "workflows").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names: list[str] = []
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                names = [node.module]
+            elif (  # importlib.import_module("name"), as lazy imports do
+                isinstance(node, ast.Call)
+                and ast.unparse(node.func).endswith("import_module")
+                and node.args
+                and isinstance(node.args[0], ast.Constant)
+                and isinstance(node.args[0].value, str)
+                and not node.args[0].value.startswith(".")
+            ):
+                names = [node.args[0].value]
+            for name in names:
+                parts = name.split(".")
+                found.update(".".join(parts[:i]) for i in range(1, len(parts) + 1))
+    return found
+
+
+def _provided_modules(distribution: str) -> set[str]:
+    """The importable modules an installed distribution ships (``azure.core``, ``click``, ...)."""
+    from importlib import metadata
+
+    modules: set[str] = set()
+    for file in metadata.distribution(distribution).files or []:
+        parts = file.parts
+        if parts[0].endswith((".dist-info", ".data")) or parts[0] in {"..", "bin"}:
+            continue
+        if file.name == "__init__.py":
+            modules.add(".".join(parts[:-1]))
+        elif file.suffix == ".py" and len(parts) == 1:
+            modules.add(file.stem)
+    # azure.core, not azure: a namespace package is shared by many distributions
+    return {m for m in modules if not any(m.startswith(o + ".") for o in modules)} or modules
+
+
+def _required_by_other_pins(name: str, runtime: set[str]) -> list[str]:
+    from importlib import metadata
+
+    from packaging.requirements import Requirement
+
+    return sorted(
+        other
+        for other in runtime - {name}
+        for req in metadata.requires(other) or []
+        if _normalise(Requirement(req).name) == name and "extra ==" not in req
+    )
+
+
+def test_every_runtime_dependency_is_imported_or_needed_by_one():
+    """Each runtime pin is imported by the app, or required by another pin (pinned to hold it)."""
+    runtime = set(_pins(_pyproject()["project"]["dependencies"]))
+    imported = _imported_modules()
+    unused = {
+        name
+        for name in runtime
+        if not _provided_modules(name) & imported and not _required_by_other_pins(name, runtime)
+    }
+    assert set() == unused - PENDING_DECISION
+
+
+#: Pins another helper decides on this round (issue 11: stamina is used or dropped); the lead
+#: empties this after merging.
+PENDING_DECISION = {"stamina"}
+
+
+def test_gitpython_is_not_a_dependency():
+    """git runs as a subprocess; GitPython is neither pinned nor imported."""
+    runtime = _pins(_pyproject()["project"]["dependencies"])
+    assert ("gitpython" in runtime, "git" in _imported_modules()) == (False, False)
 
 
 # --- docker-compose.dev.yml ------------------------------------------------------------------
@@ -324,14 +439,50 @@ def test_compose_publishes_ports_on_loopback_only():
 
 
 def test_compose_debug_port_listens_on_loopback_only():
-    """The debugpy port is published on 127.0.0.1 and used only when its variable is set."""
+    """The debugpy port is published on 127.0.0.1, the same number inside as the app listens on."""
     ports = compose()["services"]["functions"]["ports"]
-    debug = [p for p in ports if p.endswith(":5678")]
-    assert debug and all(p.startswith("127.0.0.1:") for p in debug)
-    args = compose_env()["languageWorkers__python__arguments"]
-    assert re.fullmatch(
-        r"\$\{GITOPS_SYNC_DEBUGPY_PORT:\+-m debugpy --listen 0\.0\.0\.0:5678\}", args
+    port = "${GITOPS_SYNC_DEBUGPY_PORT:-5678}"
+    assert f"127.0.0.1:{port}:{port}" in ports
+    env = compose_env()
+    assert (port, "${ENABLE_DEBUGGING:-false}", "${DEBUGPY_WAIT:-false}") == (
+        env["GITOPS_SYNC_DEBUGPY_PORT"],
+        env["ENABLE_DEBUGGING"],
+        env["DEBUGPY_WAIT"],
     )
+    assert str(settings.DEFAULT_DEBUGPY_PORT) == compose_default(port)[1]
+
+
+def test_compose_builds_debugpy_into_the_dev_image():
+    """The dev image is built with debugpy; nothing else starts it but ENABLE_DEBUGGING."""
+    assert "1" == compose()["services"]["functions"]["build"]["args"]["INSTALL_DEBUGPY"]
+    assert "languageWorkers__python__arguments" not in compose_env()
+
+
+def test_compose_gives_the_host_a_fixed_hostname():
+    """A fixed hostname keeps the host id, hence the function keys, across container re-creation."""
+    hostname = compose()["services"]["functions"].get("hostname", "")
+    # The host id is the machine name, lowercase letters, digits and dashes, at most 32 characters.
+    assert re.fullmatch(r"[a-z0-9][a-z0-9-]{0,31}", hostname), hostname
+
+
+def test_vscode_attaches_to_the_functions_container():
+    """.vscode/launch.json attaches to the debug port and maps workflows/ to the app root."""
+    launch = json.loads((REPO / ".vscode" / "launch.json").read_text(encoding="utf-8"))
+    attach = [
+        c for c in launch["configurations"] if c["name"] == "Attach to the Functions container"
+    ]
+    assert 1 == len(attach)
+    (config,) = attach
+    assert ("debugpy", "attach", settings.DEFAULT_DEBUGPY_PORT) == (
+        config["type"],
+        config["request"],
+        config["connect"]["port"],
+    )
+    mapping = {
+        "localRoot": "${workspaceFolder}/workflows",
+        "remoteRoot": dockerfile_env()["AzureWebJobsScriptRoot"],
+    }
+    assert [mapping] == config["pathMappings"]
 
 
 def _azurite_option(name: str) -> str:
@@ -444,20 +595,146 @@ def test_function_app_runs_the_container_on_elastic_premium_linux():
     assert site["config"]["properties"]["siteConfig"]["linuxFxVersion"].startswith("DOCKER|")
 
 
-def test_function_app_mounts_the_share_at_the_workspace_root():
-    """The azureStorageAccounts config mounts the workspace share where WORKSPACE_ROOT points."""
-    doc = bicep(FUNCTION_APP_BICEP)
+def _mount() -> dict[str, Any]:
     (config,) = [
         r
         for r in function_app_resources("Microsoft.Web/sites/config")
-        if r["config"]["name"].lower() == "azurestorageaccounts"
+        if declaration(r)["name"].lower() == "azurestorageaccounts"
     ]
-    (mount,) = config["config"]["properties"].values()
+    return config
+
+
+def test_function_app_mounts_the_share_at_the_workspace_root():
+    """The azureStorageAccounts config mounts the workspace account's share at WORKSPACE_ROOT."""
+    doc = bicep(FUNCTION_APP_BICEP)
+    (mount,) = declaration(_mount())["properties"].values()
     assert "AzureFiles" == mount["type"]
     assert "param:workspaceShareName" == bicep_value(doc, mount["shareName"])
+    assert "workspaceStorage" == mount["accountName"]["operator"]["operands"]["operand_1"]
     mount_path = bicep_value(doc, mount["mountPath"])
     assert settings.DEFAULT_WORKSPACE_ROOT == mount_path
     assert mount_path == function_app_settings()["WORKSPACE_ROOT"]
+
+
+def test_the_share_is_mounted_only_without_the_files_api():
+    """With workspaceThroughFilesApi the app mounts nothing (no account key at all)."""
+    not_files_api = {
+        "operator": {"type": "not", "operands": {"bool_value": "workspaceThroughFilesApi"}}
+    }
+    assert not_files_api == _mount()["config"].get("condition")
+    assert not_files_api == _modules()["workspaceStorage"]["config"].get("condition")
+
+
+def _storage(module: str) -> dict[str, Any]:
+    return bicep(BICEP / "modules" / f"{module}.bicep")
+
+
+def _resources(doc: dict[str, Any], type_: str) -> list[dict[str, Any]]:
+    return [r for r in doc["resources"].values() if r["type"] == type_ and not r.get("existing")]
+
+
+def test_host_account_refuses_shared_keys_and_the_second_account_holds_the_share():
+    """The host account is identity-only; the mounted share lives in the workspace account."""
+    host, work = _storage("storage"), _storage("workspace-storage")
+    (host_account,) = _resources(host, "Microsoft.Storage/storageAccounts")
+    (work_account,) = _resources(work, "Microsoft.Storage/storageAccounts")
+    assert (False, True) == (
+        declaration(host_account)["properties"]["allowSharedKeyAccess"],
+        declaration(work_account)["properties"]["allowSharedKeyAccess"],
+    )
+    share = "Microsoft.Storage/storageAccounts/fileServices/shares"
+    (work_share,) = _resources(work, share)
+    assert "workspaceShareName" == declaration(work_share)["name"]
+    # In the host account a share exists only for the Files API (no key needed there).
+    assert ["workspaceThroughFilesApi"] == [
+        r["config"].get("condition") for r in _resources(host, share)
+    ]
+    assert [] == _resources(work, "Microsoft.Authorization/roleAssignments")
+
+
+def test_file_data_privileged_contributor_only_with_the_files_api():
+    """The identity gets File Data Privileged Contributor only with workspaceThroughFilesApi."""
+    host = _storage("storage")
+    privileged = "69566ab7-960f-475b-8e7c-b3118f30c6bd"
+    assert privileged not in set(host["variables"]["roles"]["value"].values())
+    granting = [
+        r
+        for r in _resources(host, "Microsoft.Authorization/roleAssignments")
+        if "storageFileDataPrivilegedContributor" in json.dumps(declaration(r))
+    ]
+    assert ["workspaceThroughFilesApi"] == [r["config"].get("condition") for r in granting]
+    assert privileged == host["variables"]["storageFileDataPrivilegedContributor"]["value"]
+
+
+def test_site_checks_health_and_allows_no_basic_auth_publishing():
+    """healthCheckPath is the health route; HTTPS only, TLS 1.2, SCM and FTP basic auth off."""
+    (site,) = function_app_resources("Microsoft.Web/sites")
+    props = site["config"]["properties"]
+    assert ("/api/health", True, "1.2", "Disabled") == (
+        props["siteConfig"]["healthCheckPath"],
+        props["httpsOnly"],
+        props["siteConfig"]["minTlsVersion"],
+        props["siteConfig"]["ftpsState"],
+    )
+    policies = function_app_resources("Microsoft.Web/sites/basicPublishingCredentialsPolicies")
+    assert {"scm": False, "ftp": False} == {
+        declaration(p)["name"]: declaration(p)["properties"]["allow"] for p in policies
+    }
+
+
+def test_health_check_path_is_a_public_route():
+    """The platform probes healthCheckPath without a key: it is the public health route."""
+    from gitops_sync.http.routes import ROUTES
+
+    (site,) = function_app_resources("Microsoft.Web/sites")
+    path = site["config"]["properties"]["siteConfig"]["healthCheckPath"]
+    assert [("GET", "none")] == [(m, r.auth) for r in ROUTES if r.path == path for m in r.methods]
+
+
+def test_key_vault_recovers_a_soft_deleted_vault_on_request():
+    """Redeploying over a soft-deleted vault is a parameter away: createMode follows it."""
+    vault = _storage("keyvault")["resources"]["vault"]
+    assert {
+        "condition": "recoverSoftDeleted",
+        "true_value": "recover",
+        "false_value": "default",
+    } == (declaration(vault)["properties"]["createMode"]["operator"]["operands"])
+    params = bicep(MAIN_BICEP)["parameters"]
+    assert False is params["recoverKeyVault"]["default"]
+    assert "recoverKeyVault" == declaration(_modules()["keyVault"])["params"]["recoverSoftDeleted"]
+
+
+def test_function_app_target_is_off_by_default():
+    """What DEPLOY_TARGET=functionapp needs is deployed only when deployToFunctionApp is true."""
+    params = bicep(MAIN_BICEP)["parameters"]
+    assert (False, settings.DEFAULT_PACKAGE_CONTAINER, settings.DEFAULT_VERSIONS_KEPT) == (
+        params["deployToFunctionApp"]["default"],
+        params["packageContainerName"]["default"],
+        params["versionsKept"]["default"],
+    )
+    assert "deployToFunctionApp" == _modules()["deployTarget"]["config"].get("condition")
+    targets = bicep(FUNCTION_APP_BICEP)["variables"]["functionAppTargetSettings"]["value"]
+    assert "deployToFunctionApp" == targets["operator"]["operands"]["condition"]
+    assert [] == targets["operator"]["operands"]["false_value"]
+
+
+def test_function_app_target_gets_its_container_and_reader_role():
+    """The package container exists, and the target's identity may read it (Blob Data Reader)."""
+    doc = _storage("deploy-target")
+    (container,) = _resources(doc, "Microsoft.Storage/storageAccounts/blobServices/containers")
+    assert "packageContainerName" == declaration(container)["name"]
+    (reader,) = _resources(doc, "Microsoft.Authorization/roleAssignments")
+    assert ("packages", "storageBlobDataReader") == (
+        declaration(reader)["scope"],
+        declaration(reader)["properties"]["roleDefinitionId"]["function"]["parameters"][
+            "resource_name_1"
+        ],
+    )
+    assert (
+        "2a2b9908-6ea1-4ae2-8e65-a410df84e7d1" == doc["variables"]["storageBlobDataReader"]["value"]
+    )
+    principal = declaration(reader)["properties"]["principalId"]["operator"]["operands"]
+    assert "targetIdentity" == principal["operand_1"]
 
 
 @pytest.mark.parametrize("name", ["GITHUB_WEBHOOK_SECRET", "GIT_TOKEN"])

@@ -1,7 +1,10 @@
-"""One set of setting names and defaults across settings.py, the contract, Bicep, compose and image.
+"""One set of setting names and defaults: settings.py, the reference, Bicep, compose, image.
 
 A name misspelled in any one place (``SYNC_QEUE``) is a setting silently never read; these tests
-find it. ``WHERE`` below says, for each contract setting, where it must be set and where not.
+find it. ``WHERE`` below says, for each contract setting, where it must be set and where not:
+the Function App (Bicep), the dev container (compose) and ``workflows/local.settings.json.example``
+(Core Tools' ``func start``). The contract itself (``../shared/CONTRACT.md``) is an optional
+extra check, skipped when absent; ``docs/reference.md`` is what users read.
 """
 
 from __future__ import annotations
@@ -30,35 +33,46 @@ SETTINGS_PY = REPO / "workflows" / "gitops_sync" / "settings.py"
 CONTRACT = REPO.parent / "shared" / "CONTRACT.md"
 HOST_JSON = REPO / "workflows" / "host.json"
 APP_ROOT = REPO / "workflows"
+LOCAL_SETTINGS = APP_ROOT / "local.settings.json.example"
 
 
 @dataclass(frozen=True)
 class Where:
     bicep: bool
     compose: bool
+    local: bool
     why: str = ""
 
 
-#: Every contract setting, and whether the Function App (Bicep) and the dev compose set it.
+#: Every contract setting: does the Function App (Bicep), the dev compose, local.settings set it?
 WHERE = {
-    "AzureWebJobsStorage": Where(False, True, "in Azure the identity-based form replaces it"),
-    "AzureWebJobsStorage__accountName": Where(True, False, "identity-based storage, Azure only"),
-    "GITHUB_WEBHOOK_SECRET": Where(True, True),
-    "SYNC_REPOSITORY": Where(True, True),
-    "SYNC_REPO_URL": Where(True, True),
-    "SYNC_BRANCH": Where(True, True),
-    "GIT_TOKEN": Where(True, True),
-    "WORKSPACE_ROOT": Where(True, True),
-    "WORKSPACE_SHARE": Where(True, False, "set in Azure only on request; dev uses the volume"),
-    "SYNC_QUEUE": Where(True, True),
-    "GITOPS_SYNC_API_KEY": Where(False, False, "the Functions host checks function keys instead"),
-    "SYNC_RECONCILE_INTERVAL_SECONDS": Where(False, False, "the default suits both"),
-    "GITOPS_SYNC_CACHE_DIR": Where(False, False, "the image sets it (container disk)"),
-    "DEPLOY_TARGET": Where(False, False, "default builtin; the functionapp switch is Azure only"),
-    "DEPLOY_PACKAGE_CONTAINER": Where(False, False, "the default suits both"),
-    "DEPLOY_VERSIONS_KEPT": Where(False, False, "the default suits both"),
-    "DEPLOY_FUNCTIONAPP_ID": Where(False, False, "functionapp target only"),
-    "DEPLOY_IDENTITY_ID": Where(False, False, "functionapp target only"),
+    "AzureWebJobsStorage": Where(False, True, True, "in Azure the identity-based form replaces it"),
+    "AzureWebJobsStorage__accountName": Where(True, False, False, "identity-based, Azure only"),
+    "GITHUB_WEBHOOK_SECRET": Where(True, True, True),
+    "SYNC_REPOSITORY": Where(True, True, True),
+    "SYNC_REPO_URL": Where(True, True, True),
+    "SYNC_BRANCH": Where(True, True, True),
+    "GIT_TOKEN": Where(True, True, True),
+    "WORKSPACE_ROOT": Where(True, True, True),
+    "WORKSPACE_SHARE": Where(
+        True, False, False, "Azure only, on request (workspaceThroughFilesApi)"
+    ),
+    "SYNC_QUEUE": Where(True, True, True),
+    "GITOPS_SYNC_API_KEY": Where(False, False, False, "the Functions host checks function keys"),
+    "SYNC_RECONCILE_INTERVAL_SECONDS": Where(False, False, False, "the default suits all"),
+    "GITOPS_SYNC_CACHE_DIR": Where(False, False, False, "the image sets it (container disk)"),
+    "DEPLOY_TARGET": Where(True, True, True, "Bicep: deployToFunctionApp picks the value"),
+    "DEPLOY_PACKAGE_CONTAINER": Where(True, True, True),
+    "DEPLOY_VERSIONS_KEPT": Where(True, True, True),
+    "DEPLOY_FUNCTIONAPP_ID": Where(True, False, False, "Bicep sets it with deployToFunctionApp"),
+    "DEPLOY_IDENTITY_ID": Where(True, False, False, "Bicep sets it with deployToFunctionApp"),
+}
+
+#: Settings of the app beyond the contract's table (the debugger; docs/reference.md lists them).
+DEBUG_SETTINGS = {
+    "ENABLE_DEBUGGING": Where(False, True, True, "never in Azure: the app refuses it there"),
+    "DEBUGPY_WAIT": Where(False, True, True),
+    "GITOPS_SYNC_DEBUGPY_PORT": Where(False, True, True),
 }
 
 #: Settings of the Functions host, the platform and the Azure SDK (documented by Microsoft).
@@ -73,13 +87,22 @@ HOST_SETTINGS = {
     "AZURE_CLIENT_ID",
     "AzureWebJobsScriptRoot",
     "AzureFunctionsJobHost__Logging__Console__IsEnabled",
-    "languageWorkers__python__arguments",
+    "PYTHON_ISOLATE_WORKER_DEPENDENCIES",
     "PIP_DISABLE_PIP_VERSION_CHECK",
     "PYTHONDONTWRITEBYTECODE",
 }
 
 #: Environment names settings.py may read beyond the contract: not settings of the product.
-PLATFORM_NAMES = {"XDG_CACHE_HOME", "SOURCE_DATE_EPOCH"}
+#: (WEBSITE_*: App Service sets them; their presence means "in Azure", so no debugger.)
+#: (SOURCE_DATE_EPOCH: the reproducible-builds convention for package timestamps.)
+PLATFORM_NAMES = {"XDG_CACHE_HOME", "WEBSITE_INSTANCE_ID", "WEBSITE_SITE_NAME", "SOURCE_DATE_EPOCH"}
+
+
+def local_settings() -> dict[str, str]:
+    """The ``Values`` of ``workflows/local.settings.json.example`` (Core Tools' app settings)."""
+    doc = json.loads(LOCAL_SETTINGS.read_text(encoding="utf-8"))
+    assert False is doc["IsEncrypted"]
+    return {str(k): str(v) for k, v in doc["Values"].items()}
 
 
 def settings_py_names() -> set[str]:
@@ -143,7 +166,7 @@ def test_settings_py_reads_every_contract_setting(name):
 
 def test_settings_py_reads_no_near_miss_of_a_contract_name():
     """Extra names settings.py reads are project-namespaced and not a typo of a contract name."""
-    extras = settings_py_names() - set(WHERE) - PLATFORM_NAMES
+    extras = settings_py_names() - set(WHERE) - PLATFORM_NAMES - set(DEBUG_SETTINGS)
     near_misses = {
         (extra, name)
         for extra in extras
@@ -152,6 +175,12 @@ def test_settings_py_reads_no_near_miss_of_a_contract_name():
     }
     assert set() == near_misses
     assert [] == sorted(e for e in extras if not e.startswith(("SYNC_", "GITOPS_SYNC_")))
+
+
+@pytest.mark.parametrize("name", sorted(DEBUG_SETTINGS))
+def test_settings_py_reads_every_debug_setting(name):
+    """settings.py reads each debugger setting by its exact name."""
+    assert name in settings_py_names()
 
 
 def _literal_defaults() -> dict[str, str]:
@@ -192,30 +221,88 @@ def _known() -> set[str]:
     return set(WHERE) | settings_py_names() | HOST_SETTINGS
 
 
-@pytest.mark.parametrize(
-    "place",
-    ["bicep", "compose", "dockerfile"],
-)
+PLACES = {
+    "bicep": function_app_settings,
+    "compose": compose_env,
+    "dockerfile": dockerfile_env,
+    "local": local_settings,
+}
+
+
+@pytest.mark.parametrize("place", sorted(PLACES))
 def test_every_name_set_is_known(place):
-    """Bicep, compose and the Dockerfile set only names the app or the Functions host reads."""
-    names = {
-        "bicep": function_app_settings,
-        "compose": compose_env,
-        "dockerfile": dockerfile_env,
-    }[place]()
-    assert [] == sorted(set(names) - _known())
+    """Bicep, compose, the Dockerfile and local.settings set only names the app or host reads."""
+    assert [] == sorted(set(PLACES[place]()) - _known())
 
 
-@pytest.mark.parametrize("name", sorted(WHERE))
-def test_bicep_sets_the_contract_settings_it_should(name):
-    """The Function App sets each contract setting meant for Azure, and no other."""
-    assert WHERE[name].bicep == (name in function_app_settings())
+_ALL = {**WHERE, **DEBUG_SETTINGS}
 
 
-@pytest.mark.parametrize("name", sorted(WHERE))
-def test_compose_sets_the_contract_settings_it_should(name):
-    """The dev container sets each contract setting meant for development, and no other."""
-    assert WHERE[name].compose == (name in compose_env())
+@pytest.mark.parametrize("name", sorted(_ALL))
+def test_bicep_sets_the_settings_it_should(name):
+    """The Function App sets each setting meant for Azure, and no other."""
+    assert _ALL[name].bicep == (name in function_app_settings())
+
+
+@pytest.mark.parametrize("name", sorted(_ALL))
+def test_compose_sets_the_settings_it_should(name):
+    """The dev container sets each setting meant for development, and no other."""
+    assert _ALL[name].compose == (name in compose_env())
+
+
+@pytest.mark.parametrize("name", sorted(_ALL))
+def test_local_settings_set_the_settings_they_should(name):
+    """local.settings.json.example sets each setting meant for ``func start``, and no other."""
+    assert _ALL[name].local == (name in local_settings())
+
+
+@pytest.mark.parametrize("place", ["bicep", "dockerfile", "local"])
+def test_the_app_pins_win_over_the_python_workers(place):
+    """PYTHON_ISOLATE_WORKER_DEPENDENCIES=1 wherever the Functions host runs the app."""
+    assert "1" == PLACES[place]()["PYTHON_ISOLATE_WORKER_DEPENDENCIES"]
+
+
+def test_local_settings_defaults_are_settings_py_defaults():
+    """The defaults local.settings.json.example spells out are settings.py's."""
+    local = local_settings()
+    assert (
+        settings.DEFAULT_QUEUE,
+        settings.DEFAULT_BRANCH,
+        "builtin",
+        settings.DEFAULT_PACKAGE_CONTAINER,
+        str(settings.DEFAULT_VERSIONS_KEPT),
+        str(settings.DEFAULT_DEBUGPY_PORT),
+    ) == tuple(
+        local[n]
+        for n in ("SYNC_QUEUE", "SYNC_BRANCH", "DEPLOY_TARGET", "DEPLOY_PACKAGE_CONTAINER",
+                  "DEPLOY_VERSIONS_KEPT", "GITOPS_SYNC_DEBUGPY_PORT")
+    )  # fmt: skip
+    assert Settings.from_env({}) == Settings.from_env(
+        {k: v for k, v in local.items() if k.startswith("DEPLOY_")}
+    )
+
+
+def test_deploy_defaults_in_compose_are_settings_py_defaults():
+    """The DEPLOY_* values compose falls back to change nothing from settings.py's defaults."""
+    env = {n: compose_default(v)[1] for n, v in compose_env().items() if n.startswith("DEPLOY_")}
+    assert {"DEPLOY_TARGET", "DEPLOY_PACKAGE_CONTAINER", "DEPLOY_VERSIONS_KEPT"} == set(env)
+    assert Settings.from_env({}) == Settings.from_env(env)
+
+
+def test_bicep_deploy_settings_follow_main_parameters():
+    """DEPLOY_* app settings come from main.bicep's parameters, passed through unchanged."""
+    app = function_app_settings()
+    assert ("param:packageContainerName", "deployToFunctionApp") == (
+        app["DEPLOY_PACKAGE_CONTAINER"],
+        app["DEPLOY_TARGET"]["operator"]["operands"]["condition"],
+    )
+    target = app["DEPLOY_TARGET"]["operator"]["operands"]
+    assert ("functionapp", "builtin") == (target["true_value"], target["false_value"])
+    assert set(settings.DEPLOY_TARGETS) == {target["true_value"], target["false_value"]}
+    params = declaration(bicep(MAIN_BICEP)["modules"]["functionApp"])["params"]
+    for name in ("deployToFunctionApp", "packageContainerName", "versionsKept",
+                 "targetFunctionAppId", "targetIdentityId"):  # fmt: skip
+        assert name == params[name]
 
 
 def test_compose_passes_each_setting_from_the_same_shell_variable():

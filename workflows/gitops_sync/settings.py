@@ -7,8 +7,10 @@ which ``tests/unit/test_settings_agree.py`` checks.
 
 from __future__ import annotations
 
+import logging
 import os
-from collections.abc import Mapping
+import re
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +25,11 @@ DEFAULT_WORKSPACE_ROOT = "/workspace"
 DEFAULT_PACKAGE_CONTAINER = "function-packages"
 DEFAULT_VERSIONS_KEPT = 10
 DEPLOY_TARGETS = ("builtin", "functionapp")
+DEFAULT_DEBUGPY_PORT = 5678
+#: How App Service writes a Key Vault reference; it stays literal when it cannot be resolved.
+_KEY_VAULT_REFERENCE = re.compile(r"\s*@Microsoft\.KeyVault\(", re.IGNORECASE)
+
+log = logging.getLogger("gitops_sync")
 
 
 def azurite_connection_string(host: str = "127.0.0.1", blob: int = 10000, queue: int = 10001,
@@ -56,10 +63,12 @@ class Settings:
     functionapp_id: str | None = None
     identity_id: str | None = None
     source_date_epoch: str | None = None
+    #: settings read whose value is a literal ``@Microsoft.KeyVault(...)`` (names, never values)
+    unresolved_references: tuple[str, ...] = ()
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
-        env = os.environ if env is None else env
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = _ReadRecorder(os.environ if environ is None else environ)
         repository = env.get("SYNC_REPOSITORY") or None
         repo_url = env.get("SYNC_REPO_URL") or (
             f"https://github.com/{repository}.git" if repository else None
@@ -90,7 +99,12 @@ class Settings:
             functionapp_id=env.get("DEPLOY_FUNCTIONAPP_ID") or None,
             identity_id=env.get("DEPLOY_IDENTITY_ID") or None,
             source_date_epoch=env.get("SOURCE_DATE_EPOCH") or None,
+            unresolved_references=env.unresolved_references(),
         )
+
+    def key_vault_problem(self) -> str | None:
+        """What to tell an operator when a Key Vault reference was not resolved, or ``None``."""
+        return unresolved_reference_message(self.unresolved_references)
 
     def deploy_problem(self) -> str | None:
         """Why the deploy settings cannot work together, or ``None``."""
@@ -117,6 +131,78 @@ class Settings:
     def secrets(self) -> list[str]:
         """Values that must never appear in a log line or a stored error."""
         return [s for s in (self.webhook_secret, self.git_token, self.api_key) if s]
+
+
+def is_key_vault_reference(value: str | None) -> bool:
+    """True for an app setting App Service left as ``@Microsoft.KeyVault(...)``."""
+    return bool(value) and _KEY_VAULT_REFERENCE.match(value or "") is not None
+
+
+def unresolved_reference_message(names: tuple[str, ...] | list[str]) -> str | None:
+    if not names:
+        return None
+    return (
+        f"app setting{'s' if len(names) > 1 else ''} {', '.join(names)} "
+        f"{'hold' if len(names) > 1 else 'holds'} an unresolved Key Vault reference: give the "
+        "app's identity Key Vault Secrets User on the vault, wait for the role assignment to "
+        "propagate, then restart the app"
+    )
+
+
+def log_unresolved_references(settings: Settings) -> None:
+    """Say once, at start, which settings hold an unresolved Key Vault reference."""
+    if problem := settings.key_vault_problem():
+        log.error("%s", problem)
+
+
+class _ReadRecorder(Mapping[str, str]):
+    """The environment, remembering which names were read (to find unresolved references)."""
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self._env = env
+        self._read: dict[str, None] = {}
+
+    def __getitem__(self, name: str) -> str:
+        self._read[name] = None
+        return self._env[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._env)
+
+    def __len__(self) -> int:
+        return len(self._env)
+
+    def unresolved_references(self) -> tuple[str, ...]:
+        return tuple(n for n in self._read if is_key_vault_reference(self._env.get(n)))
+
+
+@dataclass(frozen=True, slots=True)
+class DebugOptions:
+    """``ENABLE_DEBUGGING`` and friends: whether the Functions worker listens for debugpy."""
+
+    enabled: bool
+    wait: bool
+    port: int
+    #: why the debugger must stay off (the app runs in Azure), or ``None``
+    in_azure: str | None
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> DebugOptions:
+        env = os.environ if environ is None else environ
+        raw_port = (env.get("GITOPS_SYNC_DEBUGPY_PORT") or "").strip()
+        if raw_port and not (raw_port.isdigit() and 0 < int(raw_port) < 65536):
+            raise ValueError(f"GITOPS_SYNC_DEBUGPY_PORT must be a port number (got {raw_port!r})")
+        azure = [n for n in ("WEBSITE_INSTANCE_ID", "WEBSITE_SITE_NAME") if env.get(n)]
+        return cls(
+            enabled=_flag(env.get("ENABLE_DEBUGGING")),
+            wait=_flag(env.get("DEBUGPY_WAIT")),
+            port=int(raw_port) if raw_port else DEFAULT_DEBUGPY_PORT,
+            in_azure=f"{azure[0]} is set" if azure else None,
+        )
+
+
+def _flag(raw: str | None) -> bool:
+    return (raw or "").strip().lower() in {"1", "true", "yes", "on"}
 
 
 def _positive_int(name: str, raw: str | None, default: int) -> int:

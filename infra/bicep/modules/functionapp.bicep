@@ -1,5 +1,6 @@
 // The Linux Function App (our container image) on an Elastic Premium plan, which can mount Azure
-// Files: the workspace share is mounted at /workspace, and every contract setting is an app setting.
+// Files: the workspace share is mounted at /workspace (from the workspace account, unless the app
+// reaches it through the Files API), and every contract setting is an app setting.
 
 @description('Azure region.')
 param location string
@@ -34,14 +35,33 @@ param identityId string
 @description('Client id of that identity (for identity-based storage and Azure SDK clients).')
 param identityClientId string
 
-@description('Storage account for AzureWebJobsStorage (identity-based) and the workspace share.')
+@description('Host storage account for AzureWebJobsStorage (identity-based; shared keys off).')
 param storageAccountName string
+
+@description('Storage account holding the mounted workspace share (unused with workspaceThroughFilesApi).')
+param workspaceStorageAccountName string
 
 @description('Azure Files share mounted as the workspace.')
 param workspaceShareName string
 
-@description('Also set WORKSPACE_SHARE: reach the workspace through the Azure Files API, not the mount.')
+@description('Set WORKSPACE_SHARE and mount nothing: the app reaches the share in the host account through the Azure Files API.')
 param workspaceThroughFilesApi bool
+
+@description('DEPLOY_TARGET=functionapp: deploy functions to a separate Function App, not this app\'s runtime.')
+param deployToFunctionApp bool
+
+@description('DEPLOY_PACKAGE_CONTAINER: blob container of the function packages.')
+param packageContainerName string
+
+@description('DEPLOY_VERSIONS_KEPT: versions kept per function.')
+@minValue(1)
+param versionsKept int
+
+@description('DEPLOY_FUNCTIONAPP_ID: resource id of the target Function App (deployToFunctionApp only).')
+param targetFunctionAppId string
+
+@description('DEPLOY_IDENTITY_ID: resource id of the identity the target app reads packages with (deployToFunctionApp only).')
+param targetIdentityId string
 
 @description('Key Vault holding the secrets.')
 param keyVaultName string
@@ -77,6 +97,10 @@ resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
   name: storageAccountName
 }
 
+resource workspaceStorage 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
+  name: workspaceStorageAccountName
+}
+
 resource insights 'Microsoft.Insights/components@2020-02-02' existing = {
   name: appInsightsName
 }
@@ -86,6 +110,8 @@ var baseSettings = [
   { name: 'FUNCTIONS_EXTENSION_VERSION', value: '~4' }
   { name: 'FUNCTIONS_WORKER_RUNTIME', value: 'python' }
   { name: 'PYTHON_ENABLE_INIT_INDEXING', value: '1' }
+  // The app's pinned packages ahead of the worker's bundled azure-functions (the image sets it too).
+  { name: 'PYTHON_ISOLATE_WORKER_DEPENDENCIES', value: '1' }
   { name: 'WEBSITES_ENABLE_APP_SERVICE_STORAGE', value: 'false' }
   { name: 'APPLICATIONINSIGHTS_CONNECTION_STRING', value: insights.properties.ConnectionString }
   // Identity-based AzureWebJobsStorage: no connection string, no key in the settings.
@@ -104,7 +130,15 @@ var baseSettings = [
   { name: 'SYNC_BRANCH', value: syncBranch }
   { name: 'WORKSPACE_ROOT', value: workspaceMountPath }
   { name: 'SYNC_QUEUE', value: syncQueueName }
+  { name: 'DEPLOY_TARGET', value: deployToFunctionApp ? 'functionapp' : 'builtin' }
+  { name: 'DEPLOY_PACKAGE_CONTAINER', value: packageContainerName }
+  { name: 'DEPLOY_VERSIONS_KEPT', value: string(versionsKept) }
 ]
+
+var functionAppTargetSettings = deployToFunctionApp ? [
+  { name: 'DEPLOY_FUNCTIONAPP_ID', value: targetFunctionAppId }
+  { name: 'DEPLOY_IDENTITY_ID', value: targetIdentityId }
+] : []
 
 // Key Vault references resolve with the app identity (keyVaultReferenceIdentity below).
 var gitTokenReference = '@Microsoft.KeyVault(VaultName=${keyVaultName};SecretName=${gitTokenSecretName})'
@@ -152,23 +186,46 @@ resource site 'Microsoft.Web/sites@2023-12-01' = {
       ftpsState: 'Disabled'
       minTlsVersion: '1.2'
       http20Enabled: true
-      appSettings: concat(baseSettings, gitTokenSettings, workspaceShareSettings)
+      // The platform takes an instance whose health route fails out of rotation (and replaces it).
+      healthCheckPath: '/api/health'
+      appSettings: concat(baseSettings, gitTokenSettings, workspaceShareSettings, functionAppTargetSettings)
     }
   }
 }
 
-// App Service mounts Azure Files only with the account key (kept out of app settings).
-resource workspaceMount 'Microsoft.Web/sites/config@2023-12-01' = {
+// No deployment with a user name and password: images come from the registry, never by FTP or
+// the SCM site's basic auth.
+resource scmBasicAuth 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@2023-12-01' = {
+  parent: site
+  name: 'scm'
+  properties: {
+    allow: false
+  }
+}
+
+resource ftpBasicAuth 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@2023-12-01' = {
+  parent: site
+  name: 'ftp'
+  properties: {
+    allow: false
+  }
+}
+
+// App Service mounts Azure Files only with the account key (kept out of app settings), which is
+// why the share has an account of its own (workspace-storage.bicep).
+resource workspaceMount 'Microsoft.Web/sites/config@2023-12-01' = if (!workspaceThroughFilesApi) {
   parent: site
   name: 'azurestorageaccounts'
   properties: {
     workspace: {
       type: 'AzureFiles'
       protocol: 'Smb'
-      accountName: storage.name
+      accountName: workspaceStorage.name
       shareName: workspaceShareName
       mountPath: workspaceMountPath
-      accessKey: storage.listKeys().keys[0].value
+      // ARM may evaluate list functions of a resource whose condition is false: guard it, since
+      // the workspace account does not exist with workspaceThroughFilesApi.
+      accessKey: workspaceThroughFilesApi ? '' : workspaceStorage.listKeys().keys[0].value
     }
   }
 }

@@ -18,6 +18,9 @@ param githubWebhookSecret string
 @description('Token for a private repository; no secret is created when empty.')
 param gitToken string = ''
 
+@description('Recover a soft-deleted vault of this name (a redeploy after the resource group was deleted) instead of creating one.')
+param recoverSoftDeleted bool = false
+
 @description('Tags for the vault.')
 param tags object = {}
 
@@ -36,8 +39,12 @@ resource vault 'Microsoft.KeyVault/vaults@2023-07-01' = {
       name: 'standard'
     }
     enableRbacAuthorization: true
+    // Soft delete keeps a deleted vault's name for 7 days: creating it again then fails, so a
+    // redeploy into a re-created group passes recoverSoftDeleted=true (or purges it first:
+    // az keyvault purge --name <vault>). See README, "Deploying to Azure".
     enableSoftDelete: true
     softDeleteRetentionInDays: 7
+    createMode: recoverSoftDeleted ? 'recover' : 'default'
   }
 }
 

@@ -79,7 +79,7 @@ async def rollback(request: Request, ctx: AppContext) -> Response:
 
 
 async def delete_version(request: Request, ctx: AppContext) -> Response:
-    raw = str(request.path_params.get("version", ""))
+    raw = str(request.path_params.get("N", ""))
     try:
         version = _version_param(raw)
     except UsageError as exc:
@@ -146,7 +146,7 @@ ROUTES = [
     ApiRoute("rollback_function", "/api/functions/{name}/rollback", ("POST",), rollback),
     ApiRoute(
         "delete_function_version",
-        "/api/functions/{name}/versions/{version}",
+        "/api/functions/{name}/versions/{N}",
         ("DELETE",),
         delete_version,
     ),

@@ -1,4 +1,7 @@
-"""``GET /api/health``: 200 when the storage account answers, 503 otherwise (public)."""
+"""``GET /api/health``: 200 when the storage account answers, 503 otherwise (public).
+
+Also 503 while a setting holds an unresolved Key Vault reference (named, never its value).
+"""
 
 from __future__ import annotations
 
@@ -16,9 +19,17 @@ if TYPE_CHECKING:
     from ..context import AppContext
 
 log = logging.getLogger("gitops_sync")
+#: An unresolved Key Vault reference lasts until the app restarts: ask again in a minute.
+KEY_VAULT_RETRY_AFTER_S = 60
 
 
 async def health(request: Request, ctx: AppContext) -> Response:
+    if problem := ctx.settings.key_vault_problem():  # names the settings, never their values
+        return JSONResponse(
+            {"status": "unavailable", "error": problem},
+            status_code=503,
+            headers={"Retry-After": str(KEY_VAULT_RETRY_AFTER_S)},
+        )
     try:
         await run_in_threadpool(ctx.tables.ping)
     except StorageError as exc:
