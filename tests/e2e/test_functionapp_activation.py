@@ -53,6 +53,8 @@ class AzuriteBlobs:
 
     def read_url(self, url: str) -> bytes | None:
         prefix = self.container.url.rstrip("/") + "/"
+        if not url.startswith(prefix):
+            return None  # another storage account: not readable here
         blob = self.container.get_blob_client(url[len(prefix) :])
         return blob.download_blob().readall() if blob.exists() else None
 
