@@ -94,6 +94,7 @@ class ArmFunctionApp:
         probe_timeout: float = 10.0,
         **client_options: Any,
     ) -> None:
+        # imported here: azure.mgmt.web is large, and only the functionapp target needs it
         from azure.mgmt.web import WebSiteManagementClient
 
         self.app_id = app_id
