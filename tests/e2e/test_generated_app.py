@@ -49,6 +49,13 @@ def handle(event, context):
     return {"who": "echo", "event": event, "shout": shout("x")}
 """
 
+NAMESPACED = """
+from shared import tools
+
+def handle(event, context):
+    return {"twice": tools.twice(event["n"])}
+"""
+
 
 def _packages() -> list[tuple[str, str, bytes]]:
     common = "def shout(text):\n    return text.upper() + '!'\n"
@@ -70,6 +77,13 @@ def _packages() -> list[tuple[str, str, bytes]]:
             {"main.py": ECHO, "_include/common/__init__.py": "def shout(t):\n    return 'echo'\n"},
         ),
         function_package("broken", {"main.py": "import not_there_anywhere\n"}),
+        function_package(
+            "spaced",  # an include directory without __init__.py: a namespace package
+            {
+                "main.py": NAMESPACED,
+                "_include/shared/tools.py": "def twice(x):\n    return 2 * x\n",
+            },
+        ),
     ]
 
 
@@ -115,9 +129,9 @@ def test_registers_one_post_function_per_user_function_and_the_package_route(gen
     """Each user function is a FUNCTION-key POST at functions/<name>/invoke; the package
     route is an anonymous GET."""
     app, functions = generated
-    assert {"invoke_greet", "invoke_echo_back", "invoke_broken", "gitops_sync_package"} == set(
-        functions
-    )
+    assert {
+        "invoke_greet", "invoke_echo_back", "invoke_broken", "invoke_spaced", "gitops_sync_package"
+    } == set(functions)  # fmt: skip
     for described in app.functions:
         trigger = functions[described.function_name].get_trigger()
         assert (f"functions/{described.name}/invoke", ["POST"]) == (
@@ -149,6 +163,12 @@ def test_handler_gets_the_event_and_a_context_and_sees_include_deps_and_environm
     )  # fmt: skip
     assert 0 < body["remaining"] <= 5
     assert 36 == len(body["invocation_id"])
+
+
+def test_an_include_directory_without_init_is_importable(generated):
+    """include "lib/shared" without __init__.py: `from shared import tools` works."""
+    _, functions = generated
+    assert (200, {"twice": 42}) == _post(functions["invoke_spaced"], b'{"n": 21}', "x")
 
 
 def test_two_functions_with_main_py_each_get_their_own_modules(generated):

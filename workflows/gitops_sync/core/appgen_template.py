@@ -17,8 +17,8 @@ holds for imports done while the handler's module loads; an import done later, i
 the handler, resolves against the shared sys.path.
 """
 
-from __future__ import annotations
-
+# no `from __future__ import annotations`: the Python worker reads these annotations at
+# indexing time to match parameters with bindings
 import importlib
 import json
 import logging
