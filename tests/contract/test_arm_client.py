@@ -11,6 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from gitops_sync.adapters.arm import ArmFunctionApp, FunctionAppError, FunctionAppId
+from gitops_sync.core.errors import UsageError
 from tests.fakes.arm_transport import RecordingTransport, StaticToken
 
 SUB = "11111111-2222-3333-4444-555555555555"
@@ -90,7 +91,7 @@ def test_arm_errors_become_function_app_errors_without_values():
 )
 def test_a_resource_id_that_is_not_a_site_is_refused_clearly(bad):
     """DEPLOY_FUNCTIONAPP_ID must be a site's resource id; anything else says so."""
-    with pytest.raises(ValueError, match="DEPLOY_FUNCTIONAPP_ID must be a Function App"):
+    with pytest.raises(UsageError, match="DEPLOY_FUNCTIONAPP_ID must be a Function App"):
         FunctionAppId.parse(bad)
 
 

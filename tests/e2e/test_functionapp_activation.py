@@ -12,6 +12,7 @@ import pytest
 from azure.storage.blob import BlobServiceClient, ContainerClient
 
 from gitops_sync.core.appgen import AppPackage, build_app_package
+from gitops_sync.core.errors import UsageError
 from gitops_sync.deploy.functionapp import (
     RUN_FROM_PACKAGE,
     RUN_FROM_PACKAGE_IDENTITY,
@@ -198,7 +199,7 @@ def test_a_sas_url_is_refused_before_any_call():
     """A package URL with a query string (a SAS) is refused: no upload, no ARM call."""
     blobs = MemoryBlobs()
     fake = _target(blobs)
-    with pytest.raises(ValueError, match="never a SAS"):
+    with pytest.raises(UsageError, match="never a SAS"):
         activate_functionapp(
             fake, blobs, _app(), identity_id=IDENTITY, last_key=None, timeout_s=1,
             poll_interval_s=1, blob_url_for=lambda n: blobs.url_for(n) + "?sv=2024&sig=abc",

@@ -15,7 +15,7 @@ from typing import Any, Protocol
 import httpx
 from azure.core.exceptions import AzureError, HttpResponseError
 
-from ..core.errors import GitopsSyncError
+from ..core.errors import GitopsSyncError, UsageError
 
 log = logging.getLogger("gitops_sync")
 
@@ -64,7 +64,7 @@ class FunctionAppId:
         """Parse ``/subscriptions/S/resourceGroups/G/providers/Microsoft.Web/sites/N``."""
         match = _SITE_ID.match(resource_id.strip())
         if match is None:
-            raise ValueError(
+            raise UsageError(
                 "DEPLOY_FUNCTIONAPP_ID must be a Function App resource id: /subscriptions/<id>"
                 "/resourceGroups/<group>/providers/Microsoft.Web/sites/<name>"
             )

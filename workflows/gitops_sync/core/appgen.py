@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .appgen_template import FUNCTION_APP_PY
+from .errors import GitopsSyncError
 from .paths import safe_relative_path
 from .zipwrite import ZipEntry, is_executable, write_zip
 
@@ -33,8 +34,10 @@ _HANDLER_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+$")
 _INSTALL_RECORDS = frozenset({"RECORD", "INSTALLER", "REQUESTED", "direct_url.json"})
 
 
-class AppBuildError(ValueError):
+class AppBuildError(GitopsSyncError, ValueError):
     """The active functions cannot make one app; the message names functions and cause."""
+
+    permanent = True  # the repository must change
 
 
 @dataclass(frozen=True, slots=True)

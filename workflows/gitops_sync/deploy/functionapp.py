@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 
 from ..adapters.arm import FunctionAppApi
 from ..core.appgen import AppPackage
-from ..core.errors import GitopsSyncError
+from ..core.errors import GitopsSyncError, UsageError
 
 log = logging.getLogger("gitops_sync")
 
@@ -59,9 +59,9 @@ def package_url(url: str) -> str:
     """
     parts = urlsplit(url)
     if parts.query or parts.fragment or "?" in url:
-        raise ValueError("the package URL must not carry a query string (never a SAS)")
+        raise UsageError("the package URL must not carry a query string (never a SAS)")
     if parts.scheme not in ("https", "http") or not parts.netloc:
-        raise ValueError("the package URL must be an absolute http(s) URL")
+        raise UsageError("the package URL must be an absolute http(s) URL")
     return url
 
 
@@ -83,7 +83,7 @@ def activate_functionapp(
         return ActivationResult("unchanged", app.key)
     url = package_url(blob_url_for(app.blob_name))
     if not identity_id:
-        raise ValueError("DEPLOY_IDENTITY_ID is needed: the app reads its package with it")
+        raise UsageError("DEPLOY_IDENTITY_ID is needed: the app reads its package with it")
 
     uploaded = False
     try:
