@@ -185,3 +185,17 @@ def test_a_package_that_is_not_what_it_claims_is_refused(mangle, expected):
     name, sha, data = function_package("alpha", {"main.py": ""})
     with pytest.raises(AppBuildError, match=expected):
         build_app_package([mangle(name, sha, data)])
+
+
+def test_generated_function_app_is_lint_clean(tmp_path: Path):
+    """The generated function_app.py passes the project's own ruff check and format."""
+    target = tmp_path / "function_app.py"
+    with zipfile.ZipFile(io.BytesIO(build_app_package(_two()).data)) as zf:
+        target.write_bytes(zf.read("function_app.py"))
+    ruff = str(Path(sys.executable).parent / "ruff")
+    config = ["--config", str(ROOT / "pyproject.toml")]
+    for command in (["check"], ["format", "--check"]):
+        done = subprocess.run(
+            [ruff, *command, *config, str(target)], capture_output=True, text=True, timeout=60
+        )
+        assert 0 == done.returncode, done.stdout + done.stderr

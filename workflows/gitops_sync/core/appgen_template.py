@@ -88,9 +88,7 @@ def _load_handler(name: str, handler: str) -> Callable[..., Any]:
     private = "_gitops_sync_fn_" + name.replace("-", "_")
     own = _top_level_names(root) | _top_level_names(include)
     shadowed = {
-        key: sys.modules.pop(key)
-        for key in list(sys.modules)
-        if key.split(".", 1)[0] in own
+        key: sys.modules.pop(key) for key in list(sys.modules) if key.split(".", 1)[0] in own
     }
     saved_path = list(sys.path)
     sys.path[:0] = [str(root), str(include)]
@@ -143,8 +141,9 @@ def _register(entry: dict[str, Any]) -> None:
 
 
 @app.function_name(name="gitops_sync_package")
-@app.route(route="gitops-sync/package", methods=[func.HttpMethod.GET],
-           auth_level=func.AuthLevel.ANONYMOUS)
+@app.route(
+    route="gitops-sync/package", methods=[func.HttpMethod.GET], auth_level=func.AuthLevel.ANONYMOUS
+)
 def package(req: func.HttpRequest) -> func.HttpResponse:
     """The key of the package this app runs from: activation waits until it is the new one."""
     return _json(200, {"key": SPEC["key"]})
