@@ -73,7 +73,7 @@ class FakeClock:
         self.now += seconds
 
 
-@pytest.fixture(params=["memory", "azurite"])
+@pytest.fixture(params=["memory", pytest.param("azurite", marks=pytest.mark.azurite)])
 def blobs(request: pytest.FixtureRequest) -> Iterator[MemoryBlobs | AzuriteBlobs]:
     if request.param == "memory":
         yield MemoryBlobs()
@@ -143,6 +143,19 @@ def test_a_package_already_stored_is_not_uploaded_again(blobs):
         result.outcome, result.uploaded, blobs.uploads
     )  # fmt: skip
     assert one.key == fake.serving
+
+
+def test_a_rerun_after_a_crash_completes_without_rewriting_settings(blobs):
+    """Killed after the settings write but before the key was recorded: the next run finds
+    the package stored and the settings in place, writes nothing, and verifies."""
+    fake, app = _target(blobs), _app()
+    assert _activate(fake, blobs, app).ok
+    fake.calls.clear()
+    result = _activate(fake, blobs, app, last_key=None)  # the key was never recorded
+    assert ("activated", False) == (result.outcome, result.uploaded)
+    assert ["get_app_settings", "sync_triggers", "default_host_name", "probe_package_key"] == (
+        fake.calls
+    )
 
 
 @pytest.mark.parametrize(
