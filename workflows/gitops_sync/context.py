@@ -41,6 +41,17 @@ def runtime_problem(runtime: str) -> str | None:
     return f"{runtime} is not available on this host (GET /api/runtimes lists what is)"
 
 
+#: the Python the target Function App runs (infra/bicep sets linuxFxVersion to match)
+FUNCTIONAPP_RUNTIME = "python3.11"
+
+
+def functionapp_runtime_problem(runtime: str) -> str | None:
+    """With ``DEPLOY_TARGET=functionapp`` every function runs on the app's one Python."""
+    if runtime == FUNCTIONAPP_RUNTIME:
+        return None
+    return f"the function app runs {FUNCTIONAPP_RUNTIME}, not {runtime}"
+
+
 def storage_connection(settings: Settings) -> str | None:
     conn = settings.storage_connection
     if conn and conn.replace(" ", "").lower() == "usedevelopmentstorage=true":
@@ -96,6 +107,35 @@ class AppContext:
             blobs = PackageBlobs.from_account(account, cred, settings.package_container)
         else:
             raise UsageError("no storage configured: set AzureWebJobsStorage")
+        problem = settings.deploy_problem()
+        if problem:
+            raise UsageError(problem)
+        deployer = Deployer(
+            versions=VersionStore(tables),
+            blobs=blobs,
+            pip=PipInstaller(settings.state_dir / "deps"),
+            versions_kept=settings.versions_kept,
+            runtime_problem=runtime_problem,
+            source_date_epoch=settings.source_date_epoch,
+        )
+        if settings.deploy_target == "functionapp":
+            from .deploy.target import FunctionAppTarget
+
+            app_id = settings.functionapp_id or ""
+
+            def arm() -> Any:
+                from .adapters.arm import ArmFunctionApp
+
+                return ArmFunctionApp.from_resource_id(app_id)
+
+            deployer.runtime_problem = functionapp_runtime_problem
+            deployer.activate_app = FunctionAppTarget(
+                deployer.versions,
+                blobs,
+                arm,
+                identity_id=settings.identity_id or "",
+                source_date_epoch=settings.source_date_epoch,
+            )
         return cls(
             settings=settings,
             tables=tables,
@@ -104,14 +144,7 @@ class AppContext:
             connections=ConnectionStore(tables, settings, lookup),
             heads=HeadStore(tables),
             jobs=JobStore(tables),
-            deployer=Deployer(
-                versions=VersionStore(tables),
-                blobs=blobs,
-                pip=PipInstaller(settings.state_dir / "deps"),
-                versions_kept=settings.versions_kept,
-                runtime_problem=runtime_problem,
-                source_date_epoch=settings.source_date_epoch,
-            ),
+            deployer=deployer,
             enforce_keys=enforce_keys,
             **options,
         )

@@ -23,6 +23,7 @@ from .tables import Entity, Tables
 
 ROLE = "functions"
 FUNCTION_ROW = "function"
+TARGET_PARTITION = "~targets"  # not a valid function name, so never a function's partition
 ACTIVE, FAILED, REMOVED = "active", "failed", "removed"
 MAX_ERROR_CHARS = 4000
 
@@ -196,3 +197,11 @@ class VersionStore:
 
     def delete_version(self, name: str, version: int) -> None:
         self.tables.delete(ROLE, name, version_key(version))
+
+    def get_target_key(self, target: str) -> str | None:
+        """The package key an activation target last ran, or None."""
+        found = self.tables.get(ROLE, TARGET_PARTITION, target)
+        return str(found[0].get("key") or "") or None if found else None
+
+    def set_target_key(self, target: str, key: str) -> None:
+        self.tables.replace(ROLE, {"PartitionKey": TARGET_PARTITION, "RowKey": target, "key": key})
