@@ -119,8 +119,6 @@ class LiveFunctions:
 
     def notify(self, name: str) -> None:
         """A deploy or rollback in this process changed ``name``: apply it now."""
-        if self._runtime is None:
-            return  # nothing serves here yet; the first invocation reads the table
         found = self.d.versions.get_function(name)
         if found is not None:
             self._apply(found[0])

@@ -138,6 +138,9 @@ class Stack:
 
             self.server.set_app(create_app(self.ctx))
             tasks.append(asyncio.create_task(self.server.serve(), name="http"))
+            # The runtime starts with the server: warm workers for the active versions are
+            # loading while the first requests arrive (a storage hiccup here only delays it).
+            _ = self.ctx.live
         if opts.worker:
             self.poller = self._build_poller()
             tasks.append(asyncio.create_task(self.poller.run(grace_s=opts.grace_s), name="worker"))
