@@ -54,6 +54,7 @@ class Worker:
         self.idle_since = time.monotonic()
         self.base_bytes = 0
         self._dead = False
+        self._kill_lock = threading.Lock()
         req_r, self._req_w = os.pipe()
         self._resp_r, resp_w = os.pipe()
         life_r, self._life_w = os.pipe()
@@ -162,11 +163,18 @@ class Worker:
             return f"worker process was killed by {name}"
         return f"worker process exited with code {code}"
 
+    def signal_kill(self) -> None:
+        """SIGKILL the worker's process group; safe from any thread (the pipes stay open)."""
+        if self.proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.pid, signal.SIGKILL)
+
     def kill(self) -> None:
-        """SIGKILL the worker's whole process group, reap it, release its pipes. Idempotent."""
-        if self._dead:
-            return
-        self._dead = True
+        """SIGKILL the process group, reap it, close its pipes. Idempotent; called by its user."""
+        with self._kill_lock:
+            if self._dead:
+                return
+            self._dead = True
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.pid, signal.SIGKILL)
         self.proc.wait()
