@@ -156,7 +156,7 @@ def test_the_previous_pool_stops_after_keep_previous_seconds(
 
 
 def test_close_leaves_no_orphans(runtime: FunctionRuntime, store: PackageStore) -> None:
-    """close() kills every worker, busy ones included; later invocations answer 503."""
+    """close() kills every worker, busy ones included, and the fork server; then 503."""
     runtime.set_active("echo", store.add("echo", 1, {"main.py": handlers.ECHO}, warm_workers=2))
     runtime.set_active("slow", store.add("slow", 1, {"main.py": handlers.MISBEHAVE}))
     wait_for(lambda: runtime.describe("echo")["warm"] == 2, what="warm workers")
@@ -165,6 +165,8 @@ def test_close_leaves_no_orphans(runtime: FunctionRuntime, store: PackageStore) 
     wait_for(lambda: runtime.describe("slow")["busy"] == 1, what="a busy worker")
     pids = runtime.worker_pids()
     assert 3 == len(pids)
+    pids += runtime.forkserver_pids()
+    assert 4 == len(pids)
 
     runtime.close()
     busy.join(timeout=30)
@@ -193,7 +195,7 @@ event = json.dumps({"do": "fork_and_spin", "file": str(child_file)}).encode()
 threading.Thread(target=rt.invoke, args=("bad", event), daemon=True).start()
 while not child_file.exists() or not child_file.read_text():
     time.sleep(0.01)
-pids = rt.worker_pids() + [int(child_file.read_text())]
+pids = rt.worker_pids() + rt.forkserver_pids() + [int(child_file.read_text())]
 (out / "pids.json").write_text(json.dumps(pids))
 time.sleep(3600)
 """
@@ -210,7 +212,7 @@ def test_workers_exit_when_the_server_is_sigkilled(tmp_path: Path) -> None:
             what="the server's workers",
         )
         pids = json.loads(pids_file.read_text())
-        assert len(pids) >= 4  # two warm echo workers, the spinning worker, and a forked child
+        assert len(pids) >= 5  # 2 warm echo workers, the spinning one, its child, the fork server
         assert all(running(pid) for pid in pids)
 
         server.send_signal(signal.SIGKILL)
