@@ -28,27 +28,30 @@ def write_frame(fd, meta, payload=b""):
         view = view[os.write(fd, view) :]
 
 
-def read_exact(fd, size):
-    chunks = []
-    while size:
-        chunk = os.read(fd, min(size, 1 << 20))
+def read_frame(fd):
+    """One request frame (usually one read); None at EOF. The server sends one frame at a time."""
+    buf = os.read(fd, 1 << 16)
+    if not buf:
+        return None
+    while len(buf) < HEADER.size:
+        chunk = os.read(fd, 1 << 16)
         if not chunk:
             return None
-        chunks.append(chunk)
-        size -= len(chunk)
-    return b"".join(chunks)
-
-
-def read_frame(fd):
-    head = read_exact(fd, HEADER.size)
-    if head is None:
-        return None
-    meta_len, payload_len = HEADER.unpack(head)
-    meta = read_exact(fd, meta_len) if meta_len else b"{}"
-    payload = read_exact(fd, payload_len) if payload_len else b""
-    if meta is None or payload is None:
-        return None
-    return json.loads(meta), payload
+        buf += chunk
+    meta_len, payload_len = HEADER.unpack_from(buf)
+    end = HEADER.size + meta_len + payload_len
+    if len(buf) < end:
+        parts = [buf]
+        have = len(buf)
+        while have < end:
+            chunk = os.read(fd, min(end - have, 1 << 20))
+            if not chunk:
+                return None
+            parts.append(chunk)
+            have += len(chunk)
+        buf = b"".join(parts)
+    meta = json.loads(buf[HEADER.size : HEADER.size + meta_len]) if meta_len else {}
+    return meta, buf[HEADER.size + meta_len : end]
 
 
 class TaggedStream:
@@ -215,7 +218,9 @@ def run_one(config, handler, meta, payload, streams):
 def worker_main(config):
     """Serves one function version: import the handler, answer ready, then one request at a time."""
     req_fd, resp_fd, life_fd = config["req_fd"], config["resp_fd"], config["life_fd"]
+    threading.stack_size(256 * 1024)  # its 8 MiB default would count against RLIMIT_AS
     threading.Thread(target=watch_parent, args=(life_fd,), daemon=True).start()
+    threading.stack_size(0)
     pid = os.getpid()
     forked = []
     os.register_at_fork(after_in_parent=lambda: forked.append(1))

@@ -52,6 +52,7 @@ class Worker:
         self.idle_since = time.monotonic()
         self.base_bytes = 0
         self._dead = False
+        self._buf = bytearray()
         self._kill_lock = threading.Lock()
         req_r, self._req_w = os.pipe()
         self._resp_r, resp_w = os.pipe()
@@ -127,30 +128,31 @@ class Worker:
             self.invocation = ""
 
     def _read_frame(self, deadline: float) -> tuple[dict[str, Any], bytes]:
-        head = self._read_exact(HEADER.size, deadline)
-        meta_len, payload_len = HEADER.unpack(head)
-        meta = json.loads(self._read_exact(meta_len, deadline)) if meta_len else {}
-        payload = self._read_exact(payload_len, deadline) if payload_len else b""
+        self._fill(HEADER.size, deadline)
+        meta_len, payload_len = HEADER.unpack_from(self._buf)
+        end = HEADER.size + meta_len + payload_len
+        self._fill(end, deadline)
+        frame, self._buf = self._buf[:end], self._buf[end:]
+        meta = json.loads(frame[HEADER.size : HEADER.size + meta_len]) if meta_len else {}
+        payload = bytes(frame[HEADER.size + meta_len :])
         if meta.get("kind") == "exited":  # written by the fork server when the worker ended
             self.kill()
             raise WorkerLost(_exit_reason(meta.get("code")))
         return meta, payload
 
-    def _read_exact(self, size: int, deadline: float) -> bytes:
-        chunks = []
-        while size:
+    def _fill(self, size: int, deadline: float) -> None:
+        """Reads until the buffer holds ``size`` bytes (usually one read per frame)."""
+        while len(self._buf) < size:
             remaining = deadline - time.monotonic()
             ready = remaining > 0 and select.select([self._resp_r], [], [], remaining)[0]
             if not ready:
                 self.kill()
                 raise WorkerTimedOut()
-            chunk = os.read(self._resp_r, min(size, 1 << 20))
+            chunk = os.read(self._resp_r, max(size - len(self._buf), 1 << 16))
             if not chunk:
                 self.kill()
                 raise WorkerLost("worker process ended")
-            chunks.append(chunk)
-            size -= len(chunk)
-        return b"".join(chunks)
+            self._buf += chunk
 
     def signal_kill(self) -> None:
         """SIGKILL the worker's process group; safe from any thread (the pipes stay open)."""
