@@ -34,7 +34,7 @@ from .worker import Worker, WorkerSpec
 
 log = logging.getLogger(FUNCTIONS_LOGGER)
 ENV_ALLOWLIST = ("PATH", "LANG", "TZ")
-MALLOC_ARENA_MAX = "1"  # each extra glibc arena reserves 64 MiB of address space; RLIMIT_AS counts it
+MALLOC_ARENA_MAX = "1"  # an extra glibc arena reserves 64 MiB of address space: RLIMIT_AS counts it
 
 
 class FunctionRuntime:
