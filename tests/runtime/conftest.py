@@ -26,8 +26,14 @@ def store() -> PackageStore:
     return PackageStore()
 
 
+@pytest.fixture(scope="session")
+def pycache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One bytecode cache for the session, so each test's fork server does not recompile json."""
+    return tmp_path_factory.mktemp("pycache")
+
+
 @pytest.fixture()
-def runtime(tmp_path: Path, store: PackageStore) -> Iterator[FunctionRuntime]:
+def runtime(tmp_path: Path, store: PackageStore, pycache: Path) -> Iterator[FunctionRuntime]:
     """A runtime with a private cache, short idle times, and a server environment with secrets."""
     rt = FunctionRuntime(
         cache_dir=tmp_path / "cache",
@@ -36,6 +42,7 @@ def runtime(tmp_path: Path, store: PackageStore) -> Iterator[FunctionRuntime]:
         idle_seconds=0.5,
         keep_previous_seconds=30.0,
         server_environ=SERVER_ENVIRON,
+        pycache_dir=pycache,
     )
     yield rt
     rt.close()

@@ -62,6 +62,13 @@ def handle(event, context):
         if child == 0:
             time.sleep(3600)
         return {"child": child, "pid": os.getpid()}
+    if what == "fork_and_spin":
+        child = os.fork()
+        if child:
+            with open(event["file"], "w") as out:
+                out.write(str(child))
+        while True:
+            pass
     if what == "fork_and_return":
         child = os.fork()
         return {"from": "child" if child == 0 else "parent", "pid": os.getpid()}

@@ -49,7 +49,7 @@ def test_environment_is_built_not_inherited(runtime: FunctionRuntime, store: Pac
 
     assert "DEBUG" == env["LOG_LEVEL"]
     assert "postgres://orders-secret" == env["ORDERS_DB_URL"]
-    assert "2" == env["MALLOC_ARENA_MAX"]
+    assert "1" == env["MALLOC_ARENA_MAX"]
     assert env["HOME"].startswith(str(runtime.cache_dir))
     assert {"PATH", "LANG", "HOME", "MALLOC_ARENA_MAX", "LOG_LEVEL", "ORDERS_DB_URL"} == set(env)
     text = json.dumps(env)

@@ -28,27 +28,30 @@ def write_frame(fd, meta, payload=b""):
         view = view[os.write(fd, view) :]
 
 
-def read_exact(fd, size):
-    chunks = []
-    while size:
-        chunk = os.read(fd, min(size, 1 << 20))
+def read_frame(fd):
+    """One request frame (usually one read); None at EOF. The server sends one frame at a time."""
+    buf = os.read(fd, 1 << 16)
+    if not buf:
+        return None
+    while len(buf) < HEADER.size:
+        chunk = os.read(fd, 1 << 16)
         if not chunk:
             return None
-        chunks.append(chunk)
-        size -= len(chunk)
-    return b"".join(chunks)
-
-
-def read_frame(fd):
-    head = read_exact(fd, HEADER.size)
-    if head is None:
-        return None
-    meta_len, payload_len = HEADER.unpack(head)
-    meta = read_exact(fd, meta_len) if meta_len else b"{}"
-    payload = read_exact(fd, payload_len) if payload_len else b""
-    if meta is None or payload is None:
-        return None
-    return json.loads(meta), payload
+        buf += chunk
+    meta_len, payload_len = HEADER.unpack_from(buf)
+    end = HEADER.size + meta_len + payload_len
+    if len(buf) < end:
+        parts = [buf]
+        have = len(buf)
+        while have < end:
+            chunk = os.read(fd, min(end - have, 1 << 20))
+            if not chunk:
+                return None
+            parts.append(chunk)
+            have += len(chunk)
+        buf = b"".join(parts)
+    meta = json.loads(buf[HEADER.size : HEADER.size + meta_len]) if meta_len else {}
+    return meta, buf[HEADER.size + meta_len : end]
 
 
 class TaggedStream:
@@ -212,10 +215,12 @@ def run_one(config, handler, meta, payload, streams):
     return {"kind": "ok"}, body
 
 
-def main():
-    config = json.loads(sys.argv[1])
+def worker_main(config):
+    """Serves one function version: import the handler, answer ready, then one request at a time."""
     req_fd, resp_fd, life_fd = config["req_fd"], config["resp_fd"], config["life_fd"]
+    threading.stack_size(256 * 1024)  # its 8 MiB default would count against RLIMIT_AS
     threading.Thread(target=watch_parent, args=(life_fd,), daemon=True).start()
+    threading.stack_size(0)
     pid = os.getpid()
     forked = []
     os.register_at_fork(after_in_parent=lambda: forked.append(1))
@@ -272,6 +277,91 @@ def main():
             reply["recycle"] = True
         sys.stdout, sys.stderr = out, err
         write_frame(resp_fd, reply, body)
+
+
+def zygote_main(control_fd):
+    """The fork server: forks a worker per request on the control socket, reports its exit.
+
+    Forking this warm, single-threaded interpreter skips interpreter start-up and stdlib imports.
+    Each worker's response pipe is kept here until the worker exits, then its exit status is
+    written on it as a last frame, so the server learns how a worker ended without being its parent.
+    """
+    import signal
+    import socket
+
+    control = socket.socket(fileno=control_fd)
+    exits: dict = {}
+
+    def reap(_signum, _frame):
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            fd = exits.pop(pid, None)
+            if fd is None:
+                continue
+            code = -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
+            try:
+                os.set_blocking(fd, False)
+                write_frame(fd, {"kind": "exited", "code": code})
+            except OSError:
+                pass  # the server no longer listens to this worker
+            os.close(fd)
+
+    signal.signal(signal.SIGCHLD, reap)
+    while True:
+        message, fds, _flags, _addr = socket.recv_fds(control, 1 << 20, 4)
+        if not message:
+            os._exit(0)  # the server is gone
+        request = json.loads(message)
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGCHLD})
+        try:
+            pid = os.fork()
+            if pid == 0:
+                try:
+                    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+                    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGCHLD})
+                    control.close()
+                    start_worker(request, fds)
+                finally:
+                    os._exit(70)
+            exits[pid] = fds[1]
+        finally:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGCHLD})
+        for fd in (fds[0], fds[2], fds[3]):
+            os.close(fd)
+        control.send(json.dumps({"pid": pid}).encode())
+
+
+def start_worker(request, fds):
+    """In a freshly forked child: own session, log pipe as stdout/stderr, built env, then serve."""
+    req_fd, resp_fd, life_fd, log_fd = fds
+    os.setsid()
+    os.dup2(log_fd, 1)
+    os.dup2(log_fd, 2)
+    keep = {0, 1, 2, req_fd, resp_fd, life_fd}
+    for name in os.listdir("/proc/self/fd"):
+        if int(name) not in keep:
+            try:
+                os.close(int(name))
+            except OSError:  # the listing's own fd
+                continue
+    os.chdir(request["cwd"])
+    os.environ.clear()
+    os.environ.update(request["env"])
+    config = dict(request["config"], req_fd=req_fd, resp_fd=resp_fd, life_fd=life_fd)
+    worker_main(config)
+
+
+def main():
+    config = json.loads(sys.argv[1])
+    if "control_fd" in config:
+        zygote_main(config["control_fd"])
+    else:
+        worker_main(config)
 
 
 if __name__ == "__main__":

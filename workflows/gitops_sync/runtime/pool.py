@@ -39,7 +39,8 @@ class Pool:
         self._busy: set[Worker] = set()
         self._starting = 0
         self._inflight = 0
-        self._waiting = 0  # admitted invocations waiting for a worker being started
+        self._waiting = 0  # admitted invocations waiting for a warm worker being started
+        self._warming = 0  # workers being started in the background (they go to idle)
         self._retired = False
         self._spawn_failed_at = -SPAWN_RETRY_SECONDS
         self.last_used = time.monotonic()
@@ -65,7 +66,7 @@ class Pool:
                     worker = self._idle.pop()
                     self._busy.add(worker)
                     return worker
-                if self._starting > self._waiting:  # a worker on its way: wait for it
+                if self._warming > self._waiting:  # a warm worker on its way: wait for it
                     self._waiting += 1
                     try:
                         self._cond.wait(max(0.0, deadline - time.monotonic()))
@@ -120,8 +121,9 @@ class Pool:
         with self._cond:
             if self._retired or time.monotonic() - self._spawn_failed_at < SPAWN_RETRY_SECONDS:
                 return
-            missing = min(self.warm_workers, self.max_concurrency) - self._count()
-            self._starting += max(0, missing)
+            missing = max(0, min(self.warm_workers, self.max_concurrency) - self._count())
+            self._starting += missing
+            self._warming += missing
         for _ in range(missing):
             threading.Thread(target=self._start_idle, daemon=True).start()
 
@@ -132,11 +134,13 @@ class Pool:
             log.warning("function=%s version=%s warm worker failed: %s", *self._who(), exc)
             with self._cond:
                 self._starting -= 1
+                self._warming -= 1
                 self._spawn_failed_at = time.monotonic()
                 self._cond.notify_all()
             return
         with self._cond:
             self._starting -= 1
+            self._warming -= 1
             self.base_bytes = worker.base_bytes
             stale = self._retired
             if not stale:
@@ -175,11 +179,13 @@ class Pool:
         """Kills every worker, busy ones included (server shutdown)."""
         with self._cond:
             self._retired = True
-            victims = [*self._idle, *self._busy]
+            idle, busy = self._idle, list(self._busy)
             self._idle = []
             self._cond.notify_all()
-        for worker in victims:
+        for worker in idle:
             worker.kill()
+        for worker in busy:  # its invoking thread sees EOF, answers 502 and releases the worker
+            worker.signal_kill()
 
     @property
     def retired(self) -> bool:

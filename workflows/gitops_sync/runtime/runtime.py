@@ -16,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from .forkserver import ForkServer
 from .interpreters import available_runtimes, find_interpreter
 from .model import (
     FUNCTIONS_LOGGER,
@@ -33,7 +34,7 @@ from .worker import Worker, WorkerSpec
 
 log = logging.getLogger(FUNCTIONS_LOGGER)
 ENV_ALLOWLIST = ("PATH", "LANG", "TZ")
-MALLOC_ARENA_MAX = "2"  # glibc reserves 64 MiB of address space per arena; RLIMIT_AS counts it
+MALLOC_ARENA_MAX = "1"  # an extra glibc arena reserves 64 MiB of address space: RLIMIT_AS counts it
 
 
 class FunctionRuntime:
@@ -48,9 +49,12 @@ class FunctionRuntime:
         idle_seconds: float = 60.0,
         keep_previous_seconds: float = 300.0,
         server_environ: dict[str, str] | None = None,
+        pycache_dir: Path | None = None,
     ) -> None:
         self.cache_dir = Path(cache_dir)
         self.packages = PackageCache(self.cache_dir / "packages")
+        # bytecode of the stdlib and of every package, outside the read-only package folders
+        self.pycache_dir = pycache_dir or self.cache_dir / "pycache"
         self._load_package = load_package
         self._lookup_setting = lookup_setting
         self.idle_seconds = idle_seconds
@@ -63,6 +67,8 @@ class FunctionRuntime:
         self._pools: dict[tuple[str, int, str], Pool] = {}
         self._draining: list[Pool] = []
         self._closed = False
+        self._forkservers: dict[str, ForkServer] = {}
+        self._forkservers_lock = threading.Lock()
         self._stop = threading.Event()
         tick = max(0.05, min(1.0, idle_seconds / 4, keep_previous_seconds / 4))
         self._reaper = threading.Thread(
@@ -195,14 +201,28 @@ class FunctionRuntime:
             WorkerSpec(
                 function=ref.name,
                 version=ref.version,
-                executable=executable,
+                forkserver=self._forkserver(executable),
                 root=root,
                 handler=str(ref.config["handler"]),
                 memory_mb=int(ref.config.get("memory_mb", 128)),
                 env=self._environment(ref),
-                pycache=self.cache_dir / "pycache",
             )
         )
+
+    def _forkserver(self, executable: str) -> ForkServer:
+        with self._forkservers_lock:
+            if self._closed:
+                raise WorkerStartError(503, "the function runtime is shut down")
+            server = self._forkservers.get(executable)
+            if server is None or not server.alive:
+                if server is not None:
+                    server.close()
+                home = self.cache_dir / "home"
+                home.mkdir(parents=True, exist_ok=True, mode=0o700)
+                env = {**self._base_env, "HOME": str(home), "MALLOC_ARENA_MAX": MALLOC_ARENA_MAX}
+                server = ForkServer(executable, self.pycache_dir, env)
+                self._forkservers[executable] = server
+            return server
 
     def _environment(self, ref: VersionRef) -> dict[str, str]:
         """Built, not inherited: allowlist, private HOME, [environment], then the named secrets."""
@@ -293,6 +313,11 @@ class FunctionRuntime:
             pools = [*self._pools.values(), *self._draining]
         return [pid for pool in pools for pid in pool.pids()]
 
+    def forkserver_pids(self) -> list[int]:
+        """The fork server processes (one per interpreter in use)."""
+        with self._forkservers_lock:
+            return [pid for server in self._forkservers.values() for pid in server.pids()]
+
     def close(self) -> None:
         """Stops every worker and the housekeeping thread; later invocations answer 503."""
         with self._lock:
@@ -305,6 +330,10 @@ class FunctionRuntime:
         self._stop.set()
         for pool in pools:
             pool.close()
+        with self._forkservers_lock:
+            servers, self._forkservers = list(self._forkservers.values()), {}
+        for server in servers:
+            server.close()
         self._reaper.join(timeout=10)
 
     def __enter__(self) -> FunctionRuntime:

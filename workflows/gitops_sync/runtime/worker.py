@@ -1,8 +1,8 @@
 """One worker process seen from the server: start it, send it one invocation, kill it and its group.
 
-The worker runs bootstrap.py under the runtime's interpreter in isolated mode, in its own session
-(process group), with an environment built from scratch. Its stdout/stderr are read by a thread
-that logs every line to ``gitops_sync.functions``, tagged with function, version and invocation.
+The worker is forked by the runtime's fork server (bootstrap.py, isolated mode) into its own
+session (process group), with an environment built from scratch. Its stdout/stderr are read by a
+thread that logs every line to ``gitops_sync.functions``, tagged with function, version, invocation.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ import os
 import select
 import signal
 import struct
-import subprocess
 import threading
 import time
 from collections.abc import Mapping
@@ -22,9 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .forkserver import ForkServer, close_quietly
 from .model import FUNCTIONS_LOGGER, WorkerLost, WorkerStartError, WorkerTimedOut
 
-BOOTSTRAP = Path(__file__).with_name("bootstrap.py")
 HEADER = struct.Struct(">II")
 LOG_MARK = b"\x1e"
 log = logging.getLogger(FUNCTIONS_LOGGER)
@@ -36,12 +35,11 @@ class WorkerSpec:
 
     function: str
     version: int
-    executable: str
+    forkserver: ForkServer
     root: Path
     handler: str
     memory_mb: int
     env: Mapping[str, str]
-    pycache: Path
     start_timeout: float = 60.0
 
 
@@ -54,41 +52,36 @@ class Worker:
         self.idle_since = time.monotonic()
         self.base_bytes = 0
         self._dead = False
+        self._buf = bytearray()
+        self._kill_lock = threading.Lock()
         req_r, self._req_w = os.pipe()
         self._resp_r, resp_w = os.pipe()
         life_r, self._life_w = os.pipe()
         log_r, log_w = os.pipe()
-        config = {
-            "function": spec.function,
-            "version": spec.version,
-            "handler": spec.handler,
-            "root": str(spec.root),
-            "memory_mb": spec.memory_mb,
-            "req_fd": req_r,
-            "resp_fd": resp_w,
-            "life_fd": life_r,
+        request = {
+            "config": {
+                "function": spec.function,
+                "version": spec.version,
+                "handler": spec.handler,
+                "root": str(spec.root),
+                "memory_mb": spec.memory_mb,
+            },
+            "env": dict(spec.env),
+            "cwd": str(spec.root),
         }
-        argv = [spec.executable, "-I", "-S", "-X", f"pycache_prefix={spec.pycache}"]
         try:
-            self.proc = subprocess.Popen(
-                [*argv, str(BOOTSTRAP), json.dumps(config)],
-                stdin=subprocess.DEVNULL,
-                stdout=log_w,
-                stderr=log_w,
-                pass_fds=(req_r, resp_w, life_r),
-                cwd=spec.root,
-                env=dict(spec.env),
-                start_new_session=True,
+            self.pid = spec.forkserver.spawn(
+                request, (req_r, resp_w, life_r, log_w), spec.start_timeout
             )
-        except OSError as exc:
-            for fd in (req_r, self._req_w, self._resp_r, resp_w, life_r, self._life_w, log_r):
-                os.close(fd)
-            raise WorkerStartError(502, f"worker could not be started: {exc}") from exc
+        except WorkerStartError:
+            close_quietly((self._req_w, self._resp_r, self._life_w, log_r))
+            raise
         finally:
-            os.close(log_w)
-        for fd in (req_r, resp_w, life_r):
-            os.close(fd)
-        self.pid = self.proc.pid
+            close_quietly((req_r, resp_w, life_r, log_w))
+        try:
+            self._pidfd: int | None = os.pidfd_open(self.pid)
+        except OSError:  # already gone: its exit frame tells why
+            self._pidfd = None
         self._log_thread = threading.Thread(
             target=self._forward_logs, args=(log_r,), name=f"fn-log-{self.pid}", daemon=True
         )
@@ -111,7 +104,12 @@ class Worker:
 
     @property
     def alive(self) -> bool:
-        return not self._dead and self.proc.poll() is None
+        return not self._dead and not self._exited(0)
+
+    def _exited(self, timeout: float) -> bool:
+        if self._pidfd is None:
+            return True
+        return bool(select.select([self._pidfd], [], [], timeout)[0])
 
     def invoke(
         self, invocation_id: str, payload: bytes, timeout: float
@@ -122,57 +120,58 @@ class Worker:
         meta = json.dumps({"id": invocation_id, "timeout": timeout}).encode()
         try:
             _write_all(self._req_w, HEADER.pack(len(meta), len(payload)) + meta + payload)
-        except OSError:
-            raise WorkerLost(self._death_reason()) from None
+        except OSError:  # its request pipe is closed: it died; the exit frame says how
+            return self._read_frame(deadline)
         try:
             return self._read_frame(deadline)
         finally:
             self.invocation = ""
 
     def _read_frame(self, deadline: float) -> tuple[dict[str, Any], bytes]:
-        head = self._read_exact(HEADER.size, deadline)
-        meta_len, payload_len = HEADER.unpack(head)
-        meta = json.loads(self._read_exact(meta_len, deadline)) if meta_len else {}
-        payload = self._read_exact(payload_len, deadline) if payload_len else b""
+        self._fill(HEADER.size, deadline)
+        meta_len, payload_len = HEADER.unpack_from(self._buf)
+        end = HEADER.size + meta_len + payload_len
+        self._fill(end, deadline)
+        frame, self._buf = self._buf[:end], self._buf[end:]
+        meta = json.loads(frame[HEADER.size : HEADER.size + meta_len]) if meta_len else {}
+        payload = bytes(frame[HEADER.size + meta_len :])
+        if meta.get("kind") == "exited":  # written by the fork server when the worker ended
+            self.kill()
+            raise WorkerLost(_exit_reason(meta.get("code")))
         return meta, payload
 
-    def _read_exact(self, size: int, deadline: float) -> bytes:
-        chunks = []
-        while size:
+    def _fill(self, size: int, deadline: float) -> None:
+        """Reads until the buffer holds ``size`` bytes (usually one read per frame)."""
+        while len(self._buf) < size:
             remaining = deadline - time.monotonic()
             ready = remaining > 0 and select.select([self._resp_r], [], [], remaining)[0]
             if not ready:
                 self.kill()
                 raise WorkerTimedOut()
-            chunk = os.read(self._resp_r, min(size, 1 << 20))
+            chunk = os.read(self._resp_r, max(size - len(self._buf), 1 << 16))
             if not chunk:
-                raise WorkerLost(self._death_reason())
-            chunks.append(chunk)
-            size -= len(chunk)
-        return b"".join(chunks)
+                self.kill()
+                raise WorkerLost("worker process ended")
+            self._buf += chunk
 
-    def _death_reason(self) -> str:
-        self.kill()
-        code = self.proc.returncode
-        if code is not None and code < 0:
-            try:
-                name = signal.Signals(-code).name
-            except ValueError:
-                name = f"signal {-code}"
-            return f"worker process was killed by {name}"
-        return f"worker process exited with code {code}"
+    def signal_kill(self) -> None:
+        """SIGKILL the worker's process group; safe from any thread (the pipes stay open)."""
+        if not self._dead:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.pid, signal.SIGKILL)
 
     def kill(self) -> None:
-        """SIGKILL the worker's whole process group, reap it, release its pipes. Idempotent."""
-        if self._dead:
-            return
-        self._dead = True
+        """SIGKILL the process group, reap it, close its pipes. Idempotent; called by its user."""
+        with self._kill_lock:
+            if self._dead:
+                return
+            self._dead = True
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.pid, signal.SIGKILL)
-        self.proc.wait()
-        for fd in (self._req_w, self._resp_r, self._life_w):
-            with contextlib.suppress(OSError):
-                os.close(fd)
+        self._exited(10.0)  # the fork server reaps it; wait until it has ended
+        close_quietly((self._req_w, self._resp_r, self._life_w))
+        if self._pidfd is not None:
+            close_quietly((self._pidfd,))
 
     def _forward_logs(self, fd: int) -> None:
         spec = self.spec
@@ -195,6 +194,16 @@ class Worker:
                         "invocation_id": invocation or None,
                     },
                 )
+
+
+def _exit_reason(code: Any) -> str:
+    if isinstance(code, int) and code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        return f"worker process was killed by {name}"
+    return f"worker process exited with code {code}"
 
 
 def _write_all(fd: int, data: bytes) -> None:
