@@ -18,7 +18,13 @@ import pytest
 from gitops_sync.cli import cli
 from gitops_sync.core import function_toml
 from gitops_sync.http.routes import ROUTES
-from tests.unit.test_settings_agree import CONTRACT, PLATFORM_NAMES, contract_table
+from tests.unit.test_settings_agree import (
+    CONTRACT,
+    DEBUG_SETTINGS,
+    PLATFORM_NAMES,
+    WHERE,
+    contract_table,
+)
 from tests.unit.test_settings_agree import settings_py_names as app_setting_names
 
 REPO = Path(__file__).resolve().parents[2]
@@ -228,6 +234,11 @@ def test_every_setting_the_app_reads_is_documented():
 def test_every_documented_setting_is_read():
     """Each row of the settings table is a name settings.py reads."""
     assert [] == sorted(documented_settings(0) - app_setting_names())
+
+
+def test_the_agreement_table_places_every_documented_setting():
+    """test_settings_agree's WHERE tables say where each documented setting is set, none missing."""
+    assert sorted(documented_settings(0)) == sorted(set(WHERE) | set(DEBUG_SETTINGS))
 
 
 def test_every_cli_variable_is_documented():

@@ -26,7 +26,9 @@ from gitops_sync.settings import (
     DEFAULT_DEBUGPY_PORT,
     DebugOptions,
     Settings,
+    app_setting,
     azurite_connection_string,
+    forget_unresolved_by_name,
     is_key_vault_reference,
 )
 
@@ -89,6 +91,19 @@ def test_settings_ignore_references_in_names_they_do_not_read():
     """A reference in a setting the app never reads is none of its business."""
     s = Settings.from_env({"SOME_OTHER_APP_SETTING": REFERENCE})
     assert ((), None) == (s.unresolved_references, s.key_vault_problem())
+
+
+def test_a_connection_setting_read_by_name_is_reported_too(monkeypatch: pytest.MonkeyPatch):
+    """A connection's secret setting holding a reference is named by key_vault_problem too."""
+    monkeypatch.setenv("ORDERS_REPO_SECRET", REFERENCE)
+    try:
+        assert REFERENCE == app_setting("ORDERS_REPO_SECRET")  # the value is not hidden
+        problem = Settings.from_env({}).key_vault_problem()
+        assert problem is not None and "ORDERS_REPO_SECRET" in problem
+        assert "kv-secret-place" not in problem
+    finally:
+        forget_unresolved_by_name()
+    assert None is Settings.from_env({}).key_vault_problem()
 
 
 def _health(settings: Settings) -> tuple[int, dict[str, Any], dict[str, str]]:

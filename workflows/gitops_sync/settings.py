@@ -103,8 +103,13 @@ class Settings:
         )
 
     def key_vault_problem(self) -> str | None:
-        """What to tell an operator when a Key Vault reference was not resolved, or ``None``."""
-        return unresolved_reference_message(self.unresolved_references)
+        """What to tell an operator when a Key Vault reference was not resolved, or ``None``.
+
+        Covers the settings read here and those read since by name (``app_setting``: a
+        connection's secret and token settings).
+        """
+        names = dict.fromkeys(self.unresolved_references + tuple(_unresolved_by_name))
+        return unresolved_reference_message(tuple(names))
 
     def deploy_problem(self) -> str | None:
         """Why the deploy settings cannot work together, or ``None``."""
@@ -224,6 +229,19 @@ def default_cache_dir(env: Mapping[str, str] | None = None) -> Path:
     return Path(base) / "gitops-sync" / "repos"
 
 
+#: Settings read by name whose value was an unresolved Key Vault reference (process-wide).
+_unresolved_by_name: dict[str, None] = {}
+
+
 def app_setting(name: str) -> str | None:
     """One app setting by name: a connection keeps its secret as the NAME of one."""
-    return os.environ.get(name) or None
+    value = os.environ.get(name) or None
+    if is_key_vault_reference(value) and name not in _unresolved_by_name:
+        _unresolved_by_name[name] = None
+        log.error("%s", unresolved_reference_message((name,)))
+    return value
+
+
+def forget_unresolved_by_name() -> None:
+    """Forget what ``app_setting`` saw (after a restart in tests)."""
+    _unresolved_by_name.clear()
