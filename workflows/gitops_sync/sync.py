@@ -249,15 +249,19 @@ def _record(
 ) -> None:
     stamps = plan.unchanged_stamps
     rows = ((p, f.blob_id, f.size, f.mode, stamps.get(p, "")) for p, f in desired.items())
+    store.write_meta(MANIFEST, dumps_rows(next_header(previous, functions, commit, ref), rows))
+
+
+def next_header(previous: Manifest, functions: FunctionReport, commit: str, ref: str) -> Manifest:
+    """The new manifest's header: an invalid function keeps its last good version."""
     recorded_functions = functions.recorded()
     invalid_dirs = {i["path"].rsplit("/", 1)[0] for i in functions.invalid}
     for name, rec in previous.functions.items():
         if rec.directory in invalid_dirs and name not in recorded_functions:
             recorded_functions[name] = rec  # keeps its last good version
-    header = Manifest(
+    return Manifest(
         commit=commit,
         ref=ref,
         synced_at=datetime.now(UTC).isoformat(timespec="seconds"),
         functions=recorded_functions,
     )
-    store.write_meta(MANIFEST, dumps_rows(header, rows))

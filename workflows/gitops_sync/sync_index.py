@@ -25,11 +25,11 @@ from typing import TYPE_CHECKING, cast
 
 from .adapters.git_index import CHECKOUT_BATCH, IndexChange, IndexUnusable, WorkspaceIndex
 from .core.functions import FUNCTIONS_DIR, detect_function_changes, find_function_tomls
-from .core.manifest import loads
+from .core.manifest import Manifest, append_rows, dumps_rows, loads_header
 from .core.model import MODE_EXEC, MODE_FILE, Content, Skipped, SourceFile, TreeRecord
 from .core.plan import Plan, directories_of, plan_sync
 from .core.select import SYNCIGNORE, SyncIgnore, select_desired
-from .sync import MANIFEST, Progress, SyncResult, _apply, _record, verify_contents
+from .sync import MANIFEST, Progress, SyncResult, _apply, next_header, verify_contents
 
 if TYPE_CHECKING:
     from .adapters.git_source import GitSource
@@ -147,7 +147,7 @@ def _full_sync(
     progress: Progress | None,
 ) -> SyncResult:
     """Into an empty folder: git writes every file, the index records its stat data."""
-    manifest = loads(store.read_meta(MANIFEST))
+    manifest = loads_header(store.read_meta(MANIFEST))
     records, bad_names = source.start_list_tree(commit)()
     ignore = _selection(source, commit, records)
     desired, skipped = select_desired(records, ignore, store.name_problem)
@@ -172,7 +172,7 @@ def _full_sync(
     if progress:
         progress.finish()
     result.bytes_written = plan.bytes_to_write
-    _record(store, plan, {}, manifest, functions, commit, ref)
+    _write_manifest(store, idx, next_header(manifest, functions, commit, ref), desired)
     return result
 
 
@@ -186,8 +186,10 @@ def _incremental(
     dry_run: bool,
     progress: Progress | None,
 ) -> SyncResult:
-    manifest = loads(store.read_meta(MANIFEST))
+    raw_manifest = store.read_meta(MANIFEST)
+    manifest = loads_header(raw_manifest)
     indexed_before = idx.entry_count()
+    rows_match_index = manifest.index is not None and manifest.index == idx.checksum()
     changes, drift, untracked, bad_names = idx.observe(commit)
     records: list[TreeRecord] | None = None
     if any(c.path == SYNCIGNORE for c in changes):
@@ -250,10 +252,31 @@ def _incremental(
         return result
     result.bytes_written = _apply(source, store, plan, progress)
     store.check_writable()
-    idx.set_entries(((p, f.mode, f.blob_id) for p, f in want.items()), removed)
-    idx.refresh_paths(sorted(want))
-    _record(store, plan, {}, manifest, functions, commit, ref)
+    if want or removed:
+        idx.set_entries(((p, f.mode, f.blob_id) for p, f in want.items()), removed)
+        idx.refresh_paths(sorted(want))
+    header = next_header(manifest, functions, commit, ref)
+    rows = [(p, f.blob_id, f.size, f.mode, "") for p, f in sorted(want.items())]
+    rows.extend((p, "", 0, 0, "") for p in removed)
+    appended = manifest.appended + len(rows)
+    if raw_manifest and rows_match_index and appended <= max(1000, indexed_before // 4):
+        header.index, header.appended = idx.checksum(), appended
+        store.write_meta(MANIFEST, append_rows(raw_manifest, header, rows))
+    else:  # the rows do not describe this index (a crash, a fallback), or too many appended
+        if records is None:
+            records, _ = source.start_list_tree(commit)()
+        desired, _ = select_desired(records, ignore, store.name_problem)
+        _write_manifest(store, idx, header, desired)
     return result
+
+
+def _write_manifest(
+    store: WorkspaceStore, idx: WorkspaceIndex, header: Manifest, desired: dict[str, SourceFile]
+) -> None:
+    """Every row, whole (stamps are the index's business here: none recorded)."""
+    header.index, header.appended = idx.checksum(), 0
+    rows = ((p, f.blob_id, f.size, f.mode, "") for p, f in desired.items())
+    store.write_meta(MANIFEST, dumps_rows(header, rows))
 
 
 def _whole_tree_changes(

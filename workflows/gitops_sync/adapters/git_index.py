@@ -152,6 +152,15 @@ class WorkspaceIndex:
     def remove(self) -> None:
         self.index_file.unlink(missing_ok=True)
 
+    def checksum(self) -> str | None:
+        """The index file's own trailing SHA-1: names this exact state of the index."""
+        try:
+            with open(self.index_file, "rb") as f:
+                f.seek(-20, os.SEEK_END)
+                return f.read(20).hex()
+        except OSError:
+            return None
+
     def entry_count(self) -> int:
         """How many files the index lists (its header says so)."""
         try:
