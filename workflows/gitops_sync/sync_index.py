@@ -19,7 +19,6 @@ phases and apply order; what differs is how the two sides are listed:
 from __future__ import annotations
 
 import logging
-import tomllib
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, cast
 
@@ -96,11 +95,8 @@ def rebuild_index(source: GitSource, store: WorkspaceStore, desired: dict[str, S
 
 
 # ---------------------------------------------------------------------- phases
-def _selection(
-    source: GitSource, commit: str, records: list[TreeRecord] | None = None
-) -> SyncIgnore:
-    if records is None:
-        records, _ = source.start_list_tree(commit, SYNCIGNORE)()
+def _selection(source: GitSource, records: list[TreeRecord]) -> SyncIgnore:
+    """The ``.syncignore`` among RECORDS (the root's), as a matcher."""
     rec = next((r for r in records if r.path == SYNCIGNORE), None)
     if rec is None or rec.mode not in (MODE_FILE, MODE_EXEC):
         return SyncIgnore(None)
@@ -113,14 +109,16 @@ def _functions(
     store: WorkspaceStore,
     recorded: Mapping[str, RecordedFunction],
     ignore: SyncIgnore,
-    desired: dict[str, SourceFile] | None = None,
+    desired: dict[str, SourceFile],
 ) -> FunctionReport:
-    """The function report from ``functions/`` and the directories tomls ``include``."""
-    if desired is None:
-        records, _ = source.start_list_tree(commit, FUNCTIONS_DIR)()
-        desired, _ = select_desired(records, ignore, store.name_problem)
+    """The function report from ``functions/`` and the directories tomls ``include``.
+
+    DESIRED holds at least every synced file under ``functions/``.
+    """
     tomls = {p: source.read_blob(desired[p].blob_id) for p in find_function_tomls(desired)}
     include: set[str] = set()
+    if tomls:
+        import tomllib
     for data in tomls.values():
         try:
             dirs = tomllib.loads(data.decode("utf-8")).get("include", [])
@@ -149,7 +147,7 @@ def _full_sync(
     """Into an empty folder: git writes every file, the index records its stat data."""
     manifest = loads_header(store.read_meta(MANIFEST))
     records, bad_names = source.start_list_tree(commit)()
-    ignore = _selection(source, commit, records)
+    ignore = _selection(source, records)
     desired, skipped = select_desired(records, ignore, store.name_problem)
     skipped.extend(Skipped(p, why) for p, why in bad_names)
     skipped.sort(key=lambda s: s.path)
@@ -197,7 +195,12 @@ def _incremental(
         records, tree_bad = source.start_list_tree(commit)()
         bad_names = [p for p, _ in tree_bad]
         changes = _whole_tree_changes(records, idx.entries())
-    ignore = _selection(source, commit, records)
+        ignore = _selection(source, records)
+        fn_files, _ = select_desired(records, ignore, store.name_problem)
+    else:  # only .syncignore and functions/ are listed
+        few, _ = source.start_list_tree(commit, SYNCIGNORE, FUNCTIONS_DIR)()
+        ignore = _selection(source, few)
+        fn_files, _ = select_desired(few, ignore, store.name_problem)
 
     want, skipped = select_desired(
         (TreeRecord(c.path, c.new_mode, c.new_oid, -1) for c in changes if c.new_mode),
@@ -246,7 +249,7 @@ def _incremental(
     removed = sorted(indexed - want.keys())
     plan.untouched = indexed_before - len(removed) + len(want.keys() - indexed) - len(want)
 
-    functions = _functions(source, commit, store, manifest.functions, ignore)
+    functions = _functions(source, commit, store, manifest.functions, ignore, fn_files)
     result = SyncResult(commit, plan, functions, dry_run, previous_commit=manifest.commit)
     if dry_run:
         return result

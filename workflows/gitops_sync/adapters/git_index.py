@@ -13,10 +13,11 @@ manifest path, which needs no index.
 from __future__ import annotations
 
 import os
+import shutil
 import struct
 import subprocess
+import threading
 from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +27,7 @@ ZERO_OID = "0" * 40
 _ATTRIBUTES = b"* -text -filter -ident -working-tree-encoding -eol\n"
 #: entries checked out per ``git checkout-index`` run; the lease is checked in between
 CHECKOUT_BATCH = 4096
+GIT = shutil.which("git") or "git"
 
 
 class IndexUnusable(Exception):
@@ -175,7 +177,7 @@ class WorkspaceIndex:
     # ------------------------------------------------------------------ reads
     def _run(self, *args: str, stdin: bytes | None = None) -> bytes:
         proc = subprocess.run(
-            ["git", *args],
+            [GIT, *args],
             input=stdin,
             capture_output=True,
             env=self._env,
@@ -200,17 +202,31 @@ class WorkspaceIndex:
 
         Returns (changes, drift, untracked, names that are not UTF-8).
         """
-        exclude = f"--exclude=/{META_DIR}/"
-        with ThreadPoolExecutor(3) as pool:
-            f_changes = pool.submit(
-                self._run, "diff-index", "--cached", "-R", "--raw", "-z", "--no-renames",
-                "--abbrev=40", commit,
-            )  # fmt: skip
-            f_drift = pool.submit(self._run, "diff-files", "--raw", "-z", "--abbrev=40")
-            f_untracked = pool.submit(self._run, "ls-files", "-z", "-o", "--directory", exclude)
-            changes, bad = _parse_raw(f_changes.result())
-            drift, bad_drift = _parse_raw(f_drift.result())
-            raw_untracked = f_untracked.result()
+        commands = {
+            "changes": ("diff-index", "--cached", "-R", "--raw", "-z", "--no-renames",
+                        "--abbrev=40", commit),
+            "drift": ("diff-files", "--raw", "-z", "--abbrev=40"),
+            "untracked": ("ls-files", "-z", "-o", "--directory", f"--exclude=/{META_DIR}/"),
+        }  # fmt: skip
+        outs: dict[str, bytes] = {}
+        errors: list[IndexUnusable] = []
+
+        def one(name: str) -> None:
+            try:
+                outs[name] = self._run(*commands[name])
+            except IndexUnusable as exc:
+                errors.append(exc)
+
+        threads = [threading.Thread(target=one, args=(n,)) for n in commands]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        if errors:
+            raise errors[0]
+        changes, bad = _parse_raw(outs["changes"])
+        drift, bad_drift = _parse_raw(outs["drift"])
+        raw_untracked = outs["untracked"]
         untracked: list[str] = []
         for raw in raw_untracked.split(b"\0"):
             if raw:

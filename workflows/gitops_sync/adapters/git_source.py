@@ -239,8 +239,10 @@ class GitSource:
     def objects_dir(self) -> Path:
         """Where this repository's objects are (a linked worktree shares its main one's)."""
         if self._objects_dir is None:
-            out = self._git("rev-parse", "--git-path", "objects").stdout.decode().strip()
-            self._objects_dir = (self.git_dir / out) if not os.path.isabs(out) else Path(out)
+            common = self.git_dir
+            with suppress(OSError):  # a linked worktree names its main git dir here
+                common = self.git_dir / (self.git_dir / "commondir").read_text().strip()
+            self._objects_dir = Path(os.path.normpath(common / "objects"))
         return self._objects_dir
 
     def blob_sizes(self, oids: Iterable[str]) -> dict[str, int]:
