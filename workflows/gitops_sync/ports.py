@@ -8,6 +8,7 @@ Both pass ``tests/contract/test_workspace_store.py``.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from pathlib import Path
 from typing import Protocol
 
 from .core.model import Content, Listing
@@ -58,3 +59,19 @@ class WorkspaceStore(Protocol):
     def read_chunks(
         self, path: str, start: int = 0, length: int | None = None
     ) -> Iterator[bytes]: ...
+
+
+class LocalDirectory(WorkspaceStore, Protocol):
+    """A store that is a folder on this machine (``local_root`` not None): the sync
+    keeps a git index of it (``adapters/git_index.py``) and lists only what changed."""
+
+    @property
+    def local_root(self) -> Path: ...
+
+    @property
+    def trust_mode(self) -> bool:
+        """False where chmod does not stick (an SMB mount): modes read back are ignored."""
+        ...
+
+    def is_empty(self) -> bool: ...
+    def observe(self, paths: Iterable[str]) -> Listing: ...

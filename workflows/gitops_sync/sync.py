@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -60,7 +60,7 @@ class SyncResult:
             "added": len(p.add),
             "updated": len(p.update) + len(p.chmod),
             "deleted": len(p.delete) + len(p.blocking_files),
-            "unchanged": len(p.unchanged),
+            "unchanged": len(p.unchanged) + p.untouched,
         }
 
     def as_json(self) -> dict[str, Any]:
@@ -77,13 +77,21 @@ def _read_small_blob(source: GitSource, desired: dict[str, SourceFile], path: st
     return source.read_blob(desired[path].blob_id)
 
 
-def _verify(store: WorkspaceStore, paths: list[str]) -> dict[str, Content]:
+def verify_contents(
+    store: WorkspaceStore, paths: list[str], desired: Mapping[str, SourceFile]
+) -> dict[str, Content]:
     """Hash the files whose stamps no longer prove their content; in parallel where
-    the store is remote (one download per file on Azure Files)."""
+    the store is remote (one download per file on Azure Files). Where chmod does not
+    stick (``trust_mode`` False: an SMB mount) the mode read back is not compared."""
     if store.max_concurrency <= 1 or len(paths) < 8:
-        return {p: store.hash_file(p) for p in paths}
-    with ThreadPoolExecutor(store.max_concurrency, thread_name_prefix="gitops-sync-hash") as pool:
-        return dict(zip(paths, pool.map(store.hash_file, paths), strict=True))
+        found = {p: store.hash_file(p) for p in paths}
+    else:
+        with ThreadPoolExecutor(store.max_concurrency, thread_name_prefix="gitops-sync-hash") as p:
+            found = dict(zip(paths, p.map(store.hash_file, paths), strict=True))
+    if not getattr(store, "trust_mode", True):
+        for path, seen in found.items():
+            seen.mode = desired[path].mode
+    return found
 
 
 def compute_plan(
@@ -111,7 +119,7 @@ def compute_plan(
         renames, moved = plan_case_renames(desired, listing)
         listing, recorded = apply_renames(listing, manifest.files, moved)
 
-    verified = _verify(store, paths_to_verify(desired, listing, recorded))
+    verified = verify_contents(store, paths_to_verify(desired, listing, recorded), desired)
     plan = plan_sync(desired, listing, recorded, verified, skipped)
     plan.renames = renames
 
@@ -130,15 +138,24 @@ def sync_workspace(
     commit: str | None = None,
 ) -> SyncResult:
     """Make ``store`` hold exactly the synced files of REF's tree."""
+    from . import sync_index  # imports this module
+
     started = time.monotonic()
     commit = commit or source.resolve(ref)
     if not dry_run:
         store.check_writable()
+    fast = sync_index.sync_with_index(
+        source, commit, ref, store, dry_run=dry_run, progress=progress
+    )
+    if fast is not None:
+        fast.duration_s = time.monotonic() - started
+        return fast
     plan, desired, manifest, functions = compute_plan(source, commit, store)
     result = SyncResult(commit, plan, functions, dry_run, previous_commit=manifest.commit)
     if not dry_run:
         result.bytes_written = _apply(source, store, plan, progress)
         _record(store, plan, desired, manifest, functions, commit, ref)
+        sync_index.rebuild_index(source, store, desired)
     result.duration_s = time.monotonic() - started
     return result
 
@@ -232,15 +249,19 @@ def _record(
 ) -> None:
     stamps = plan.unchanged_stamps
     rows = ((p, f.blob_id, f.size, f.mode, stamps.get(p, "")) for p, f in desired.items())
+    store.write_meta(MANIFEST, dumps_rows(next_header(previous, functions, commit, ref), rows))
+
+
+def next_header(previous: Manifest, functions: FunctionReport, commit: str, ref: str) -> Manifest:
+    """The new manifest's header: an invalid function keeps its last good version."""
     recorded_functions = functions.recorded()
     invalid_dirs = {i["path"].rsplit("/", 1)[0] for i in functions.invalid}
     for name, rec in previous.functions.items():
         if rec.directory in invalid_dirs and name not in recorded_functions:
             recorded_functions[name] = rec  # keeps its last good version
-    header = Manifest(
+    return Manifest(
         commit=commit,
         ref=ref,
         synced_at=datetime.now(UTC).isoformat(timespec="seconds"),
         functions=recorded_functions,
     )
-    store.write_meta(MANIFEST, dumps_rows(header, rows))

@@ -13,7 +13,6 @@ import errno
 import hashlib
 import os
 import stat
-import uuid
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -37,11 +36,47 @@ class DirectoryStore:
         self._meta = self.root / META_DIR
         self._tmp = self._meta / "tmp"
         self._case_insensitive: bool | None = None
+        self._trust_mode: bool | None = None
         self._made_dirs: set[str] = set()
 
     # -------------------------------------------------------------- identity
     def describe(self) -> str:
         return str(self.root)
+
+    @property
+    def local_root(self) -> Path:
+        """The folder itself: the sync may keep a git index of it (``adapters.git_index``)."""
+        return self.root
+
+    @property
+    def trust_mode(self) -> bool:
+        """False where chmod does not stick (an SMB mount: the mode comes from the mount
+        options); the executable bit read back then says nothing, and is not compared."""
+        if self._trust_mode is None:
+            if not self._tmp.is_dir():
+                return True  # nothing written yet (a dry run): probe on the first real sync
+            self._trust_mode = self._probe_chmod()
+        return self._trust_mode
+
+    def _probe_chmod(self) -> bool:
+        probe = self._tmp / f"mode-{os.urandom(8).hex()}"
+        try:
+            fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            try:
+                self._fchmod(fd, 0o644)
+                before = os.fstat(fd).st_mode & 0o777
+                self._fchmod(fd, 0o755)
+                after = os.fstat(fd).st_mode & 0o777
+            finally:
+                os.close(fd)
+                probe.unlink(missing_ok=True)
+        except OSError:
+            return True
+        return (before, after) == (0o644, 0o755)
+
+    def _fchmod(self, fd: int, perm: int) -> None:
+        """The one place modes are set (a test layer overrides it to act as an SMB mount)."""
+        os.fchmod(fd, perm)
 
     @property
     def case_insensitive(self) -> bool:
@@ -73,7 +108,7 @@ class DirectoryStore:
             raise WorkspaceNotWritable(f"workspace {self.root} is not a directory")
         try:
             self._tmp.mkdir(parents=True, exist_ok=True)
-            probe = self._tmp / f"probe-{uuid.uuid4().hex}"
+            probe = self._tmp / f"probe-{os.urandom(16).hex()}"
             probe.write_bytes(b"")
             probe.unlink()
         except OSError as exc:
@@ -100,9 +135,61 @@ class DirectoryStore:
     # ---------------------------------------------------------------- listing
     def list(self) -> Listing:
         listing = Listing()
-        if not self.root.is_dir():
-            return listing
-        stack: list[tuple[str, str]] = [(str(self.root), "")]
+        if self.root.is_dir():
+            self._walk(str(self.root), "", listing)
+        return listing
+
+    def is_empty(self) -> bool:
+        """True when the folder holds nothing but ``.gitops-sync/`` (or does not exist)."""
+        try:
+            with os.scandir(self.root) as it:
+                return all(e.name == META_DIR for e in it)
+        except FileNotFoundError:
+            return True
+
+    def observe(self, paths: Iterable[str]) -> Listing:
+        """``list()`` for these paths only (a directory brings all beneath it), never
+        through a link: a path under a linked or missing parent is absent."""
+        listing = Listing()
+        real_dir: dict[str, bool] = {"": True}
+
+        def under_real_dirs(path: str) -> bool:
+            parent = path.rpartition("/")[0]
+            chain = []
+            while parent not in real_dir:
+                chain.append(parent)
+                parent = parent.rpartition("/")[0]
+            ok = real_dir[parent]
+            for d in reversed(chain):
+                if ok:
+                    try:
+                        ok = stat.S_ISDIR(os.lstat(self.root / d).st_mode)
+                    except OSError:
+                        ok = False
+                real_dir[d] = ok
+            return ok
+
+        for raw in paths:
+            path = raw.rstrip("/")
+            if not path or path in listing.files or path in listing.dirs:
+                continue
+            if not under_real_dirs(path):
+                continue
+            try:
+                st = os.lstat(self.root / path)
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            if stat.S_ISDIR(st.st_mode):
+                listing.dirs.add(path)
+                self._walk(str(self.root / path), path + "/", listing)
+            elif stat.S_ISREG(st.st_mode):
+                listing.files[path] = ObservedFile(path, st.st_size, _stamp(st))
+            else:
+                listing.files[path] = ObservedFile(path, 0, "", "link")
+        return listing
+
+    def _walk(self, top: str, prefix: str, listing: Listing) -> None:
+        stack: list[tuple[str, str]] = [(top, prefix)]
         while stack:
             abspath, rel = stack.pop()
             with os.scandir(abspath) as it:
@@ -118,7 +205,6 @@ class DirectoryStore:
                         listing.files[path] = ObservedFile(path, st.st_size, _stamp(st))
                     else:  # symlink, fifo, socket: never followed, never kept
                         listing.files[path] = ObservedFile(path, 0, "", "link")
-        return listing
 
     def hash_file(self, path: str) -> Content:
         full = self.root / path
@@ -137,7 +223,7 @@ class DirectoryStore:
             self._made_dirs.add(parent)
 
     def write_file(self, path: str, mode: int, chunks: Iterable[bytes]) -> str:
-        tmp = self._tmp / uuid.uuid4().hex
+        tmp = self._tmp / os.urandom(16).hex()
         perm = 0o755 if mode == MODE_EXEC else 0o644
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, perm)
@@ -146,7 +232,7 @@ class DirectoryStore:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, perm)
         try:
             with os.fdopen(fd, "wb", buffering=0) as f:
-                os.fchmod(f.fileno(), perm)  # the umask must not change the mode
+                self._fchmod(f.fileno(), perm)  # the umask must not change the mode
                 for chunk in chunks:
                     f.write(chunk)
             self._ensure_parent(path)
@@ -164,9 +250,12 @@ class DirectoryStore:
             raise
 
     def set_mode(self, path: str, mode: int) -> str:
-        full = self.root / path
-        os.chmod(full, 0o755 if mode == MODE_EXEC else 0o644, follow_symlinks=False)
-        return _stamp(os.stat(full, follow_symlinks=False))
+        fd = self._open_regular(path)
+        try:
+            self._fchmod(fd, 0o755 if mode == MODE_EXEC else 0o644)
+            return _stamp(os.fstat(fd))
+        finally:
+            os.close(fd)
 
     def rename(self, old: str, new: str) -> None:
         os.rename(self.root / old, self.root / new)
@@ -201,7 +290,7 @@ class DirectoryStore:
 
     def write_meta(self, name: str, data: bytes) -> None:
         self._tmp.mkdir(parents=True, exist_ok=True)
-        tmp = self._tmp / f"meta-{uuid.uuid4().hex}"
+        tmp = self._tmp / f"meta-{os.urandom(16).hex()}"
         with open(tmp, "wb") as f:
             f.write(data)
             f.flush()

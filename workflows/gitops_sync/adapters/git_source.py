@@ -99,6 +99,7 @@ class GitSource:
         self.remote = is_url(location)
         self._token = token
         self._env = self._git_env(token)
+        self._objects_dir: Path | None = None
         if self.remote:
             if cache_dir is None:
                 raise UsageError("a cache directory is needed to fetch a URL")
@@ -205,20 +206,17 @@ class GitSource:
             raise UnknownRef(f"'{ref}' in {redact(self.location)} does not name a commit")
         return out.stdout.decode().strip()
 
-    def list_tree(self, commit: str) -> tuple[list[TreeRecord], list[tuple[str, str]]]:
-        """Every entry of the commit's tree; and paths that are not valid UTF-8."""
-        return self.start_list_tree(commit)()
-
     def start_list_tree(
-        self, commit: str
+        self, commit: str, *paths: str
     ) -> Callable[[], tuple[list[TreeRecord], list[tuple[str, str]]]]:
-        """Start ``git ls-tree`` now; the returned callable waits and parses.
+        """Start ``git ls-tree`` now (of PATHS only, if given); the callable waits and parses.
 
         Lets the caller walk the workspace while git reads the tree (two cores).
         """
+        only = ["--", *paths] if paths else []
         proc = subprocess.Popen(
-            ["git", f"--git-dir={self.git_dir}", "ls-tree", "-r", "-z", "--long",
-             "--full-tree", commit],
+            ["git", "--literal-pathspecs", f"--git-dir={self.git_dir}", "ls-tree", "-r", "-z",
+             "--long", "--full-tree", commit, *only],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             stdin=subprocess.DEVNULL,
@@ -236,6 +234,40 @@ class GitSource:
             return _parse_ls_tree(out)
 
         return finish
+
+    @property
+    def objects_dir(self) -> Path:
+        """Where this repository's objects are (a linked worktree shares its main one's)."""
+        if self._objects_dir is None:
+            common = self.git_dir
+            with suppress(OSError):  # a linked worktree names its main git dir here
+                common = self.git_dir / (self.git_dir / "commondir").read_text().strip()
+            self._objects_dir = Path(os.path.normpath(common / "objects"))
+        return self._objects_dir
+
+    def blob_sizes(self, oids: Iterable[str]) -> dict[str, int]:
+        """Sizes of these blobs, from one ``git cat-file --batch-check``."""
+        wanted = list(dict.fromkeys(oids))
+        if not wanted:
+            return {}
+        proc = subprocess.run(
+            ["git", f"--git-dir={self.git_dir}", "cat-file", "--batch-check"],
+            input=("\n".join(wanted) + "\n").encode(),
+            capture_output=True,
+            env=self._env,
+        )
+        sizes: dict[str, int] = {}
+        for line in proc.stdout.decode().splitlines():
+            oid, _, rest = line.partition(" ")
+            kind, _, size = rest.partition(" ")
+            if kind == "blob":
+                sizes[oid] = int(size)
+        missing = [o for o in wanted if o not in sizes]
+        if proc.returncode != 0 or missing:
+            raise RepositoryUnreachable(
+                f"{redact(self.location)}: object {missing[0] if missing else '?'} is missing"
+            )
+        return sizes
 
     def read_blob(self, oid: str) -> bytes:
         proc = self._git("cat-file", "blob", oid)

@@ -3,8 +3,11 @@
 Read and written on every sync of trees with tens of thousands of files, so the
 file list is not JSON: one JSON header line (commit, ref, time, functions), then
 NUL-separated fields, five per file (path, blob id, size, mode in octal, stamp);
-git paths cannot contain NUL. An unreadable manifest is treated as absent: every
-file is then verified by hash, which is slower but never wrong.
+git paths cannot contain NUL. A later row for a path replaces an earlier one,
+and a row with an empty blob id removes the path: a sync that changed a few
+files appends their rows to the previous body (``append_rows``) instead of
+rewriting every row. An unreadable manifest is treated as absent: every file is
+then verified by hash, which is slower but never wrong.
 """
 
 from __future__ import annotations
@@ -17,7 +20,8 @@ from .functions import RecordedFunction
 from .model import RecordedFile
 
 MANIFEST_PATH = ".gitops-sync/manifest.json"
-FORMAT = 2
+FORMAT = 3
+_READABLE = (2, 3)  # format 2 is format 3 without appended rows
 
 
 @dataclass(slots=True)
@@ -27,6 +31,10 @@ class Manifest:
     synced_at: str | None = None
     files: dict[str, RecordedFile] = field(default_factory=dict)
     functions: dict[str, RecordedFunction] = field(default_factory=dict)
+    #: the git index (its checksum) these rows describe, on a local folder
+    index: str | None = None
+    #: rows appended since the body was last written whole
+    appended: int = 0
 
 
 def dumps_rows(header: Manifest, rows: Iterable[tuple[str, str, int, int, str]]) -> bytes:
@@ -38,8 +46,51 @@ def dumps_rows(header: Manifest, rows: Iterable[tuple[str, str, int, int, str]])
         "synced_at": header.synced_at,
         "functions": {n: [f.hash, f.directory] for n, f in sorted(header.functions.items())},
     }
+    if header.index:
+        head.update(index=header.index, appended=header.appended)
     body = "\0".join(f"{p}\0{b}\0{s}\0{m:o}\0{st}" for p, b, s, m, st in rows)
     return (json.dumps(head, separators=(",", ":")) + "\n" + body).encode()
+
+
+def append_rows(
+    previous: bytes, header: Manifest, rows: list[tuple[str, str, int, int, str]]
+) -> bytes:
+    """``previous``'s rows, then ROWS (each replacing, or with an empty blob id
+    removing, its path), under ``header``: no row of the previous body is parsed."""
+    _, _, body = previous.partition(b"\n")
+    tail = dumps_rows(header, rows)
+    head, _, new = tail.partition(b"\n")
+    joined = body + b"\0" + new if body and new else body or new
+    return head + b"\n" + joined
+
+
+def loads_header(data: bytes | None) -> Manifest:
+    """The header alone (commit, ref, functions, index): the rows are not parsed."""
+    if not data:
+        return Manifest()
+    return _header(data.partition(b"\n")[0]) or Manifest()
+
+
+def _header(raw: bytes) -> Manifest | None:
+    try:
+        head = json.loads(raw)
+        if not isinstance(head, dict) or head.get("format") not in _READABLE:
+            return None
+        functions = {
+            str(k): RecordedFunction(str(v[0]), str(v[1]))
+            for k, v in head.get("functions", {}).items()
+        }
+        return Manifest(
+            head.get("commit"),
+            head.get("ref"),
+            head.get("synced_at"),
+            {},
+            functions,
+            head.get("index"),
+            int(head.get("appended", 0)),
+        )
+    except (ValueError, TypeError, IndexError, AttributeError):
+        return None
 
 
 def dumps(manifest: Manifest) -> bytes:
@@ -51,25 +102,22 @@ def loads(data: bytes | None) -> Manifest:
     """Parse a manifest; anything unreadable gives an empty one (see module doc)."""
     if not data:
         return Manifest()
+    head_raw, _, body = data.partition(b"\n")
+    manifest = _header(head_raw)
+    if manifest is None:
+        return Manifest()
     try:
-        head_raw, _, body = data.partition(b"\n")
-        head = json.loads(head_raw)
-        if not isinstance(head, dict) or head.get("format") != FORMAT:
-            return Manifest()
-        files: dict[str, RecordedFile] = {}
+        files = manifest.files
         if body:
             f = body.decode("utf-8").split("\0")
             if len(f) % 5:
                 return Manifest()
             it = iter(f)
             for path, blob, size, mode, stamp in zip(it, it, it, it, it, strict=True):
-                files[path] = RecordedFile(blob, int(size), int(mode, 8), stamp)
-        functions = {
-            str(k): RecordedFunction(str(v[0]), str(v[1]))
-            for k, v in head.get("functions", {}).items()
-        }
-        return Manifest(
-            head.get("commit"), head.get("ref"), head.get("synced_at"), files, functions
-        )
-    except (ValueError, TypeError, IndexError, AttributeError):
+                if blob:
+                    files[path] = RecordedFile(blob, int(size), int(mode, 8), stamp)
+                else:
+                    files.pop(path, None)
+    except (ValueError, TypeError):
         return Manifest()
+    return manifest

@@ -34,6 +34,8 @@ class Plan:
     # stamps of unchanged files as observed now (recorded into the next manifest)
     unchanged_stamps: dict[str, str] = field(default_factory=dict)
     skipped: list[Skipped] = field(default_factory=list)
+    # files known unchanged without being listed (the git index path names only changes)
+    untouched: int = 0
 
     @property
     def writes(self) -> list[SourceFile]:
@@ -42,19 +44,6 @@ class Plan:
     @property
     def bytes_to_write(self) -> int:
         return sum(f.size for f in self.writes)
-
-    @property
-    def is_noop(self) -> bool:
-        return not (
-            self.renames
-            or self.blocking_files
-            or self.blocking_dirs
-            or self.add
-            or self.update
-            or self.chmod
-            or self.delete
-            or self.delete_dirs
-        )
 
 
 def check_case_conflicts(paths: Iterable[str]) -> None:

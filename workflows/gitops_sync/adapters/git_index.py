@@ -1,0 +1,275 @@
+"""A git index of a directory workspace, so that git's C code finds what changed.
+
+``.gitops-sync/git`` is a private git directory: its objects are the source
+repository's (an alternate), its ``info/attributes`` turns every conversion off
+(eol, filters, ident: bytes are written and hashed as they are) and its config
+ignores the user's. ``.gitops-sync/index`` lists what the workspace held after
+the last sync, with the stat data git trusts (racy-git aware). Python then sees
+only the paths ``git diff-files``, ``git ls-files -o`` and ``git diff-index``
+name. Git's failures here are ``IndexUnusable``: the caller falls back to the
+manifest path, which needs no index.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import struct
+import subprocess
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..ports import META_DIR
+
+ZERO_OID = "0" * 40
+_ATTRIBUTES = b"* -text -filter -ident -working-tree-encoding -eol\n"
+#: entries checked out per ``git checkout-index`` run; the lease is checked in between
+CHECKOUT_BATCH = 4096
+GIT = shutil.which("git") or "git"
+
+
+class IndexUnusable(Exception):
+    """The index (or git) cannot be used for this sync; the manifest path can."""
+
+
+@dataclass(slots=True)
+class IndexChange:
+    """One line of ``git diff-*`` raw output: from ``old`` (the index) to ``new``."""
+
+    path: str
+    old_mode: int
+    old_oid: str
+    new_mode: int
+    new_oid: str
+    status: str
+
+
+def _parse_raw(out: bytes) -> tuple[list[IndexChange], list[str]]:
+    """Parse ``--raw -z`` output; also returns names that are not UTF-8."""
+    changes: list[IndexChange] = []
+    bad: list[str] = []
+    fields = out.split(b"\0")
+    for i in range(0, len(fields) - 1, 2):
+        meta, raw = fields[i], fields[i + 1]
+        old_mode, new_mode, old_oid, new_oid, status = meta[1:].decode().split(" ")
+        try:
+            path = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            bad.append(raw.decode("utf-8", "backslashreplace"))
+            continue
+        changes.append(
+            IndexChange(path, int(old_mode, 8), old_oid, int(new_mode, 8), new_oid, status[0])
+        )
+    return changes, bad
+
+
+class WorkspaceIndex:
+    """The git index of one workspace directory; reads need no writes."""
+
+    def __init__(self, root: Path, objects_dir: Path, *, trust_mode: bool = True) -> None:
+        self.root = root
+        self.meta = root / META_DIR
+        self.git_dir = self.meta / "git"
+        self.index_file = self.meta / "index"
+        self._objects = objects_dir
+        self._config = {
+            "core.autocrlf": "false",
+            "core.safecrlf": "false",
+            "core.symlinks": "true",
+            "core.ignorecase": "false",
+            "core.precomposeunicode": "false",
+            "core.quotepath": "false",
+            "core.preloadindex": "true",
+            "core.untrackedcache": "false",
+            "core.splitindex": "false",
+            "core.fsmonitor": "false",
+            # Where chmod does not stick (SMB mounts) the executable bit is not observed.
+            "core.filemode": "true" if trust_mode else "false",
+            "index.version": "4",
+            "gc.auto": "0",
+        }
+        self._env = self._make_env()
+
+    def _make_env(self) -> dict[str, str]:
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("GIT_", "XDG_CONFIG")) and k != "HOME"
+        }
+        env.update(
+            GIT_DIR=str(self.git_dir),
+            GIT_WORK_TREE=str(self.root),
+            GIT_INDEX_FILE=str(self.index_file),
+            GIT_CONFIG_NOSYSTEM="1",
+            GIT_CONFIG_GLOBAL=os.devnull,
+            GIT_LITERAL_PATHSPECS="1",
+            GIT_OPTIONAL_LOCKS="0",
+            HOME=str(self.meta),
+            LC_ALL="C",
+            GIT_CONFIG_COUNT=str(len(self._config)),
+        )
+        for i, (key, value) in enumerate(self._config.items()):
+            env[f"GIT_CONFIG_KEY_{i}"] = key
+            env[f"GIT_CONFIG_VALUE_{i}"] = value
+        return env
+
+    # ------------------------------------------------------------------ setup
+    def _files(self) -> dict[Path, bytes]:
+        return {
+            self.git_dir / "HEAD": b"ref: refs/heads/main\n",
+            self.git_dir / "config": b"[core]\n\trepositoryformatversion = 0\n\tbare = false\n",
+            self.git_dir / "objects" / "info" / "alternates": f"{self._objects}\n".encode(),
+            self.git_dir / "info" / "attributes": _ATTRIBUTES,
+        }
+
+    def ready(self) -> bool:
+        """True when the git directory exists as ``prepare`` leaves it (read-only check)."""
+        try:
+            return all(p.read_bytes() == data for p, data in self._files().items())
+        except OSError:
+            return False
+
+    def prepare(self) -> None:
+        """Create or repair the private git directory; drop a lock a killed git left."""
+        for path, data in self._files().items():
+            try:
+                if path.read_bytes() == data:
+                    continue
+            except OSError:
+                pass
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(path.name + ".tmp")
+            tmp.write_bytes(data)
+            os.replace(tmp, path)
+        (self.git_dir / "refs").mkdir(exist_ok=True)
+        # The caller holds the workspace (lease + lock): a lock file now is a dead git's.
+        self.index_file.with_name("index.lock").unlink(missing_ok=True)
+
+    @property
+    def exists(self) -> bool:
+        return self.index_file.is_file()
+
+    def remove(self) -> None:
+        self.index_file.unlink(missing_ok=True)
+
+    def checksum(self) -> str | None:
+        """The index file's own trailing SHA-1: names this exact state of the index."""
+        try:
+            with open(self.index_file, "rb") as f:
+                f.seek(-20, os.SEEK_END)
+                return f.read(20).hex()
+        except OSError:
+            return None
+
+    def entry_count(self) -> int:
+        """How many files the index lists (its header says so)."""
+        try:
+            with open(self.index_file, "rb") as f:
+                head = f.read(12)
+        except OSError as exc:
+            raise IndexUnusable(f"cannot read the index: {exc}") from exc
+        if len(head) != 12 or head[:4] != b"DIRC":
+            raise IndexUnusable("the index is damaged")
+        return int(struct.unpack(">I", head[8:12])[0])
+
+    # ------------------------------------------------------------------ reads
+    def _run(self, *args: str, stdin: bytes | None = None) -> bytes:
+        proc = subprocess.run(
+            [GIT, *args],
+            input=stdin,
+            capture_output=True,
+            env=self._env,
+            cwd=self.root,
+            umask=0o022,
+            stdin=None if stdin is not None else subprocess.DEVNULL,
+        )
+        if proc.returncode != 0:
+            msg = proc.stderr.decode("utf-8", "replace").strip().splitlines()
+            raise IndexUnusable(f"git {args[0]}: {msg[0] if msg else proc.returncode}")
+        return proc.stdout
+
+    def observe(
+        self, commit: str
+    ) -> tuple[list[IndexChange], list[IndexChange], list[str], list[str]]:
+        """Three questions at once (git runs them in parallel, on the two cores):
+
+        - what the commit's tree changes against the index (``diff-index -R``),
+        - which indexed files the workspace no longer holds as indexed (``diff-files``),
+        - what the workspace holds that the index does not (``ls-files -o``; a
+          directory holding nothing indexed is one entry ending in ``/``).
+
+        Returns (changes, drift, untracked, names that are not UTF-8).
+        """
+        commands = {
+            "changes": ("diff-index", "--cached", "-R", "--raw", "-z", "--no-renames",
+                        "--abbrev=40", commit),
+            "drift": ("diff-files", "--raw", "-z", "--abbrev=40"),
+            "untracked": ("ls-files", "-z", "-o", "--directory", f"--exclude=/{META_DIR}/"),
+        }  # fmt: skip
+        outs: dict[str, bytes] = {}
+        errors: list[IndexUnusable] = []
+
+        def one(name: str) -> None:
+            try:
+                outs[name] = self._run(*commands[name])
+            except IndexUnusable as exc:
+                errors.append(exc)
+
+        threads = [threading.Thread(target=one, args=(n,)) for n in commands]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        if errors:
+            raise errors[0]
+        changes, bad = _parse_raw(outs["changes"])
+        drift, bad_drift = _parse_raw(outs["drift"])
+        raw_untracked = outs["untracked"]
+        untracked: list[str] = []
+        for raw in raw_untracked.split(b"\0"):
+            if raw:
+                try:
+                    untracked.append(raw.decode("utf-8"))
+                except UnicodeDecodeError:
+                    bad.append(raw.decode("utf-8", "backslashreplace"))
+        return changes, drift, untracked, bad + bad_drift
+
+    def entries(self) -> dict[str, tuple[int, str]]:
+        """Every indexed path: (mode, blob id)."""
+        out: dict[str, tuple[int, str]] = {}
+        for item in self._run("ls-files", "-s", "-z").split(b"\0"):
+            if item:
+                meta, _, raw = item.partition(b"\t")
+                mode, oid, _stage = meta.decode().split(" ")
+                out[raw.decode("utf-8", "surrogateescape")] = (int(mode, 8), oid)
+        return out
+
+    # ----------------------------------------------------------------- writes
+    def reset(self, entries: Iterable[tuple[str, int, str]]) -> None:
+        """A fresh index listing (path, mode, blob id) with no stat data yet."""
+        self.remove()
+        self.set_entries(entries, ())
+
+    def set_entries(self, entries: Iterable[tuple[str, int, str]], removed: Iterable[str]) -> None:
+        """Record entries (no stat data: ``refresh_paths`` or ``checkout`` adds it); drop others."""
+        lines = [f"0 {ZERO_OID}\t{p}\0" for p in removed]
+        lines.extend(f"{m:o} {oid}\t{p}\0" for p, m, oid in entries)
+        if lines:
+            self._run("update-index", "-z", "--index-info", stdin="".join(lines).encode())
+
+    def refresh_paths(self, paths: list[str]) -> None:
+        """Hash these files as they are now and record their stat data (no objects written)."""
+        if paths:
+            data = "".join(p + "\0" for p in paths).encode()
+            self._run("update-index", "-z", "--add", "--info-only", "--stdin", stdin=data)
+
+    def refresh_all(self) -> None:
+        """Stat every entry; hash those whose stat data is missing or stale."""
+        self._run("update-index", "-q", "--refresh", "--ignore-missing")
+
+    def checkout(self, paths: list[str]) -> None:
+        """Write these indexed files into the workspace (only onto paths nothing holds)."""
+        data = "".join(p + "\0" for p in paths).encode()
+        self._run("checkout-index", "-u", "-z", "--stdin", stdin=data)

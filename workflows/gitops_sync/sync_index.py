@@ -1,0 +1,312 @@
+"""The sync on a local directory: a git index finds the change, Python handles only it.
+
+Used for a case-sensitive ``DirectoryStore`` (``local_root``); every other store,
+and any index git cannot use, takes the manifest path of ``sync.py``. Same
+phases and apply order; what differs is how the two sides are listed:
+
+- into an empty folder, ``git checkout-index`` writes every file (no reader can
+  see a partial file that never existed before), in batches, the lease checked
+  between them;
+- otherwise ``git diff-index -R`` (index -> new tree), ``git diff-files``
+  (drift: stat data, racy-git aware) and ``git ls-files -o`` (untracked) name
+  the touched paths; only those are observed, hashed where their stat data
+  changed, and written as on the manifest path (temporary name, rename). The
+  index is updated for exactly those paths after the apply, the manifest
+  (header only: commit, ref, functions) last. A crash before that leaves stat
+  data that no longer matches, which the next sync sees as drift and repairs.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, cast
+
+from .adapters.git_index import CHECKOUT_BATCH, IndexChange, IndexUnusable, WorkspaceIndex
+from .core.functions import FUNCTIONS_DIR, detect_function_changes, find_function_tomls
+from .core.manifest import Manifest, append_rows, dumps_rows, loads_header
+from .core.model import MODE_EXEC, MODE_FILE, Content, Skipped, SourceFile, TreeRecord
+from .core.plan import Plan, directories_of, plan_sync
+from .core.select import SYNCIGNORE, SyncIgnore, select_desired
+from .sync import MANIFEST, Progress, SyncResult, _apply, next_header, verify_contents
+
+if TYPE_CHECKING:
+    from .adapters.git_source import GitSource
+    from .core.functions import FunctionReport, RecordedFunction
+    from .ports import LocalDirectory, WorkspaceStore
+
+log = logging.getLogger("gitops_sync")
+
+
+def local_directory(store: WorkspaceStore) -> LocalDirectory | None:
+    """The store as a case-sensitive local folder, or None (the manifest path is used)."""
+    if getattr(store, "local_root", None) is None or store.case_insensitive:
+        return None
+    return cast("LocalDirectory", store)
+
+
+def workspace_index(source: GitSource, store: LocalDirectory) -> WorkspaceIndex:
+    return WorkspaceIndex(store.local_root, source.objects_dir, trust_mode=store.trust_mode)
+
+
+def sync_with_index(
+    source: GitSource,
+    commit: str,
+    ref: str,
+    store: WorkspaceStore,
+    *,
+    dry_run: bool,
+    progress: Progress | None,
+) -> SyncResult | None:
+    """The sync through the index; None when the manifest path must do it."""
+    local = local_directory(store)
+    if local is None:
+        return None
+    idx = workspace_index(source, local)
+    if local.is_empty():
+        return _full_sync(source, commit, ref, local, idx, dry_run=dry_run, progress=progress)
+    if not idx.exists or not (idx.ready() or not dry_run):
+        return None
+    try:
+        if not dry_run:
+            idx.prepare()
+        return _incremental(source, commit, ref, local, idx, dry_run=dry_run, progress=progress)
+    except IndexUnusable as exc:
+        log.info("git index of %s unusable (%s): comparing by manifest", store.describe(), exc)
+        if not dry_run:
+            idx.remove()
+        return None
+
+
+def rebuild_index(source: GitSource, store: WorkspaceStore, desired: dict[str, SourceFile]) -> None:
+    """After a manifest-path sync: index what it left (git hashes every file once)."""
+    local = local_directory(store)
+    if local is None:
+        return
+    idx = workspace_index(source, local)
+    store.check_writable()
+    try:
+        idx.prepare()
+        idx.reset((p, f.mode, f.blob_id) for p, f in desired.items())
+        idx.refresh_all()
+    except IndexUnusable as exc:
+        log.info("no git index for %s (%s)", store.describe(), exc)
+        idx.remove()
+
+
+# ---------------------------------------------------------------------- phases
+def _selection(source: GitSource, records: list[TreeRecord]) -> SyncIgnore:
+    """The ``.syncignore`` among RECORDS (the root's), as a matcher."""
+    rec = next((r for r in records if r.path == SYNCIGNORE), None)
+    if rec is None or rec.mode not in (MODE_FILE, MODE_EXEC):
+        return SyncIgnore(None)
+    return SyncIgnore(source.read_blob(rec.blob_id).decode("utf-8", "replace"))
+
+
+def _functions(
+    source: GitSource,
+    commit: str,
+    store: WorkspaceStore,
+    recorded: Mapping[str, RecordedFunction],
+    ignore: SyncIgnore,
+    desired: dict[str, SourceFile],
+) -> FunctionReport:
+    """The function report from ``functions/`` and the directories tomls ``include``.
+
+    DESIRED holds at least every synced file under ``functions/``.
+    """
+    tomls = {p: source.read_blob(desired[p].blob_id) for p in find_function_tomls(desired)}
+    include: set[str] = set()
+    if tomls:
+        import tomllib
+    for data in tomls.values():
+        try:
+            dirs = tomllib.loads(data.decode("utf-8")).get("include", [])
+        except (UnicodeDecodeError, tomllib.TOMLDecodeError):
+            continue
+        if isinstance(dirs, list):
+            include.update(d.strip("/") for d in dirs if isinstance(d, str) and d.strip("/"))
+    include = {d for d in include if not d.startswith(FUNCTIONS_DIR + "/")}
+    if include:
+        records, _ = source.start_list_tree(commit, *sorted(include))()
+        extra, _ = select_desired(records, ignore, store.name_problem)
+        desired = {**desired, **extra}
+    return detect_function_changes(desired, tomls, recorded)
+
+
+def _full_sync(
+    source: GitSource,
+    commit: str,
+    ref: str,
+    store: LocalDirectory,
+    idx: WorkspaceIndex,
+    *,
+    dry_run: bool,
+    progress: Progress | None,
+) -> SyncResult:
+    """Into an empty folder: git writes every file, the index records its stat data."""
+    manifest = loads_header(store.read_meta(MANIFEST))
+    records, bad_names = source.start_list_tree(commit)()
+    ignore = _selection(source, records)
+    desired, skipped = select_desired(records, ignore, store.name_problem)
+    skipped.extend(Skipped(p, why) for p, why in bad_names)
+    skipped.sort(key=lambda s: s.path)
+    functions = _functions(source, commit, store, manifest.functions, ignore, desired)
+    plan = Plan(add=sorted(desired.values(), key=lambda f: f.path), skipped=skipped)
+    result = SyncResult(commit, plan, functions, dry_run, previous_commit=manifest.commit)
+    if dry_run:
+        return result
+    store.check_writable()
+    idx.prepare()
+    idx.reset((f.path, f.mode, f.blob_id) for f in plan.add)
+    if progress:
+        progress.start(len(plan.add), plan.bytes_to_write)
+    for i in range(0, len(plan.add), CHECKOUT_BATCH):
+        batch = plan.add[i : i + CHECKOUT_BATCH]
+        store.check_writable()  # a lapsed lease stops the sync between batches
+        idx.checkout([f.path for f in batch])
+        if progress:
+            progress.advance(len(batch), sum(f.size for f in batch))
+    if progress:
+        progress.finish()
+    result.bytes_written = plan.bytes_to_write
+    _write_manifest(store, idx, next_header(manifest, functions, commit, ref), desired)
+    return result
+
+
+def _incremental(
+    source: GitSource,
+    commit: str,
+    ref: str,
+    store: LocalDirectory,
+    idx: WorkspaceIndex,
+    *,
+    dry_run: bool,
+    progress: Progress | None,
+) -> SyncResult:
+    raw_manifest = store.read_meta(MANIFEST)
+    manifest = loads_header(raw_manifest)
+    indexed_before = idx.entry_count()
+    rows_match_index = manifest.index is not None and manifest.index == idx.checksum()
+    changes, drift, untracked, bad_names = idx.observe(commit)
+    records: list[TreeRecord] | None = None
+    if any(c.path == SYNCIGNORE for c in changes):
+        # The selection itself changed: compare the whole tree with the whole index.
+        records, tree_bad = source.start_list_tree(commit)()
+        bad_names = [p for p, _ in tree_bad]
+        changes = _whole_tree_changes(records, idx.entries())
+        ignore = _selection(source, records)
+        fn_files, _ = select_desired(records, ignore, store.name_problem)
+    else:  # only .syncignore and functions/ are listed
+        few, _ = source.start_list_tree(commit, SYNCIGNORE, FUNCTIONS_DIR)()
+        ignore = _selection(source, few)
+        fn_files, _ = select_desired(few, ignore, store.name_problem)
+
+    want, skipped = select_desired(
+        (TreeRecord(c.path, c.new_mode, c.new_oid, -1) for c in changes if c.new_mode),
+        ignore,
+        store.name_problem,
+    )
+    if records is not None:
+        sizes_known = {r.path: r.size for r in records}
+        for f in want.values():
+            f.size = sizes_known[f.path]
+    skipped.extend(Skipped(p, "name is not valid UTF-8") for p in bad_names)
+    skipped.sort(key=lambda s: s.path)
+
+    changed = {c.path: c for c in changes}
+    dirty = {d.path: d for d in drift}
+    for path, d in dirty.items():
+        if path not in changed:  # unchanged in the tree, so still wanted as indexed
+            want[path] = SourceFile(path, d.old_mode, d.old_oid, -1)
+    missing = [f.blob_id for f in want.values() if f.size < 0]
+    if missing:
+        sizes = source.blob_sizes(missing)
+        for f in want.values():
+            if f.size < 0:
+                f.size = sizes[f.blob_id]
+
+    indexed = {p for p, c in changed.items() if c.old_mode} | dirty.keys()
+    listing = store.observe([*want, *indexed, *untracked])
+    # what a clean indexed file holds is what the index says: no need to read it
+    verified = {
+        p: Content(c.old_oid, c.old_mode)
+        for p, c in changed.items()
+        if c.old_mode and p not in dirty and p in listing.files
+    }
+    files = listing.files
+    to_hash = [
+        p
+        for p, f in want.items()
+        if p not in verified
+        and (o := files.get(p)) is not None
+        and o.kind == "file"
+        and o.size == f.size
+    ]
+    verified.update(verify_contents(store, to_hash, want))
+    plan = plan_sync(want, listing, {}, verified, skipped)
+    _add_emptied_dirs(plan, want)
+    removed = sorted(indexed - want.keys())
+    plan.untouched = indexed_before - len(removed) + len(want.keys() - indexed) - len(want)
+
+    functions = _functions(source, commit, store, manifest.functions, ignore, fn_files)
+    result = SyncResult(commit, plan, functions, dry_run, previous_commit=manifest.commit)
+    if dry_run:
+        return result
+    result.bytes_written = _apply(source, store, plan, progress)
+    store.check_writable()
+    if want or removed:
+        idx.set_entries(((p, f.mode, f.blob_id) for p, f in want.items()), removed)
+        idx.refresh_paths(sorted(want))
+    header = next_header(manifest, functions, commit, ref)
+    rows = [(p, f.blob_id, f.size, f.mode, "") for p, f in sorted(want.items())]
+    rows.extend((p, "", 0, 0, "") for p in removed)
+    appended = manifest.appended + len(rows)
+    if raw_manifest and rows_match_index and appended <= max(1000, indexed_before // 4):
+        header.index, header.appended = idx.checksum(), appended
+        store.write_meta(MANIFEST, append_rows(raw_manifest, header, rows))
+    else:  # the rows do not describe this index (a crash, a fallback), or too many appended
+        if records is None:
+            records, _ = source.start_list_tree(commit)()
+        desired, _ = select_desired(records, ignore, store.name_problem)
+        _write_manifest(store, idx, header, desired)
+    return result
+
+
+def _write_manifest(
+    store: WorkspaceStore, idx: WorkspaceIndex, header: Manifest, desired: dict[str, SourceFile]
+) -> None:
+    """Every row, whole (stamps are the index's business here: none recorded)."""
+    header.index, header.appended = idx.checksum(), 0
+    rows = ((p, f.blob_id, f.size, f.mode, "") for p, f in desired.items())
+    store.write_meta(MANIFEST, dumps_rows(header, rows))
+
+
+def _whole_tree_changes(
+    records: list[TreeRecord], entries: dict[str, tuple[int, str]]
+) -> list[IndexChange]:
+    tree = {r.path: r for r in records}
+    out = []
+    for path in tree.keys() | entries.keys():
+        t, e = tree.get(path), entries.get(path)
+        out.append(
+            IndexChange(
+                path,
+                e[0] if e else 0,
+                e[1] if e else "0" * 40,
+                t.mode if t else 0,
+                t.blob_id if t else "0" * 40,
+                "M" if t and e else ("A" if t else "D"),
+            )
+        )
+    return out
+
+
+def _add_emptied_dirs(plan: Plan, want: dict[str, SourceFile]) -> None:
+    """Directories that deleting files may empty: tried deepest first (a directory
+    still holding a file stays; ``delete_dir`` removes only empty ones)."""
+    keep = directories_of(want) | want.keys() | set(plan.blocking_dirs)
+    gone = directories_of([*plan.delete, *plan.blocking_files]) - keep
+    if gone - set(plan.delete_dirs):
+        dirs = set(plan.delete_dirs) | gone
+        plan.delete_dirs = sorted(dirs, key=lambda d: (-d.count("/"), d))
