@@ -1,4 +1,8 @@
-"""``GET /api/health``: 200 when the storage account answers, 503 otherwise (public)."""
+"""``GET /api/health``: 200 when storage answers and its tables and queue exist (public).
+
+A missing table or queue is created again here; while that fails the answer is 503
+with ``Retry-After``, as every 503 is.
+"""
 
 from __future__ import annotations
 
@@ -20,10 +24,13 @@ log = logging.getLogger("gitops_sync")
 
 async def health(request: Request, ctx: AppContext) -> Response:
     try:
-        await run_in_threadpool(ctx.tables.ping)
+        await run_in_threadpool(ctx.tables.check)
+        await run_in_threadpool(ctx.queue.check)
     except StorageError as exc:
         log.warning("health: %s", exc)
-        return JSONResponse({"status": "unavailable"}, status_code=503)
+        return JSONResponse(
+            {"status": "unavailable"}, status_code=503, headers={"Retry-After": "5"}
+        )
     return JSONResponse({"status": "ok"})
 
 
