@@ -44,8 +44,10 @@ class Sent:
     kind: str  # new | redelivery | same-commit | health
     commit: str | None
     latency_ms: float
-    status: int
+    status: int  # 0: no answer (a transport error, named in ``error``)
     body: dict = field(default_factory=dict)
+    retry_after: str | None = None
+    error: str | None = None
 
 
 def free_port() -> int:
@@ -115,10 +117,16 @@ async def send_stream(url: str, duration: float, rate: float, seed: int) -> list
                 + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest(),
             }
             await asyncio.sleep(max(0.0, at - time.perf_counter()))
-            r = await client.post("/api/github/webhook", content=body, headers=headers)
+            try:
+                r = await client.post("/api/github/webhook", content=body, headers=headers)
+            except httpx.TransportError as exc:  # recorded, not fatal: who dropped it?
+                latency = (time.perf_counter() - at) * 1000
+                results.append(Sent(kind, commit, latency, 0, error=type(exc).__name__))
+                return
             latency = (time.perf_counter() - at) * 1000
+            doc = r.json() if r.content else {}
             results.append(
-                Sent(kind, commit, latency, r.status_code, r.json() if r.content else {})
+                Sent(kind, commit, latency, r.status_code, doc, r.headers.get("retry-after"))
             )
 
         async def one_health(at: float) -> None:
@@ -139,10 +147,8 @@ async def send_stream(url: str, duration: float, rate: float, seed: int) -> list
 
 
 def check_exactly_once(results: list[Sent]) -> tuple[list[str], list[str]]:
-    """Every distinct commit got exactly one job (problems otherwise), or only 503s to retry.
-
-    Notes: duplicate answers that named a job other than the commit's one.
-    """
+    """Every distinct commit got exactly one job (problems otherwise), or only 503s to retry;
+    every duplicate answer names that job; every 503 carries Retry-After."""
     problems: list[str] = []
     notes: list[str] = []
     accepted: dict[str, set[str]] = defaultdict(set)
@@ -160,7 +166,9 @@ def check_exactly_once(results: list[Sent]) -> tuple[list[str], list[str]]:
         elif s.status == 200 and s.body.get("status") == "duplicate":
             named[s.commit or ""].add(s.body["job_id"])
         elif s.status == 503:
-            refused[s.commit or ""] += 1  # storage overloaded: GitHub redelivers later
+            refused[s.commit or ""] += 1  # shed or storage overloaded: GitHub redelivers
+            if not s.retry_after:
+                problems.append(f"{s.kind} {s.commit}: 503 without Retry-After")
         else:
             problems.append(f"{s.kind} {s.commit}: {s.status} {s.body}")
     for commit in answers:
@@ -168,8 +176,7 @@ def check_exactly_once(results: list[Sent]) -> tuple[list[str], list[str]]:
         if len(jobs) > 1 or (not jobs and refused[commit] < answers[commit]):
             problems.append(f"commit {commit}: {len(jobs)} jobs accepted")
         elif jobs and not named.get(commit, set()) <= jobs:
-            # A racing redelivery can be told the id its delivery marker held for a moment.
-            notes.append(f"commit {commit}: a duplicate answer named a job never queued")
+            problems.append(f"commit {commit}: a duplicate answer named a job never queued")
     if refused:
         notes.append(f"{sum(refused.values())} deliveries refused with 503 (to be redelivered)")
     return problems, notes
@@ -180,6 +187,29 @@ def queue_depth(conn: str, queue: str) -> int:
 
     with QueueClient.from_connection_string(conn, queue) as q:
         return int(q.get_queue_properties().approximate_message_count or 0)
+
+
+def queued_job_ids(conn: str, queue: str) -> list[str]:
+    """The job id of every message on the queue (each received once, hidden 10 min)."""
+    from azure.storage.queue import BinaryBase64DecodePolicy, QueueClient
+
+    ids: list[str] = []
+    with QueueClient.from_connection_string(
+        conn, queue, message_decode_policy=BinaryBase64DecodePolicy()
+    ) as q:
+        while True:
+            got = list(q.receive_messages(max_messages=32, visibility_timeout=600))
+            if not got:
+                return ids
+            ids += [json.loads(m.content)["job_id"] for m in got]
+
+
+def job_records(conn: str) -> dict[str, str]:
+    """Every job record: job id -> commit."""
+    from azure.data.tables import TableClient
+
+    with TableClient.from_connection_string(conn, "gitopssyncjobs") as t:
+        return {str(e["RowKey"]): str(e.get("commit", "")) for e in t.list_entities()}
 
 
 async def jobs_exist(url: str, job_ids: set[str]) -> int:
@@ -251,16 +281,33 @@ def main() -> int:
                 return 2
             # Warm-up: the first calls create tables and the queue; they are not measured.
             asyncio.run(send_stream(url, 1.0, 10, seed=args.seed + 1000))
-            warm_depth = queue_depth(azurite.connection_string, queue)
+            conn = azurite.connection_string
+            warm_ids = set(queued_job_ids(conn, queue))
+            warm_records = set(job_records(conn))
 
             results = asyncio.run(send_stream(url, args.duration, args.rate, seed=args.seed))
             problems, notes = check_exactly_once(results)
             pushes = [s for s in results if s.kind != "health"]
             new_commits = {s.commit for s in pushes}
             job_ids = {s.body["job_id"] for s in pushes if s.status == 202}
-            depth = queue_depth(azurite.connection_string, queue) - warm_depth
-            if depth != len(job_ids):
-                problems.append(f"queue holds {depth} messages for {len(job_ids)} jobs")
+            time.sleep(3)  # deliveries answered 503 at the deadline may still be finishing
+            messages = [j for j in queued_job_ids(conn, queue) if j not in warm_ids]
+            depth = len(messages)
+            per_job = {j: messages.count(j) for j in job_ids}
+            once = sum(1 for n in per_job.values() if n == 1)
+            if once != len(job_ids):
+                problems.append(f"{len(job_ids) - once} of {len(job_ids)} accepted jobs"
+                                " are not on the queue exactly once")  # fmt: skip
+            records = {j: c for j, c in job_records(conn).items() if j not in warm_records}
+            per_commit: dict[str, int] = defaultdict(int)
+            for commit in records.values():
+                per_commit[commit] += 1
+            doubled = [c for c, n in per_commit.items() if n > 1]
+            if doubled:
+                problems.append(f"{len(doubled)} commits have more than one job record")
+            extra = depth - len(job_ids)
+            if extra:
+                notes.append(f"{extra} messages for jobs of deliveries answered 503")
             known = asyncio.run(jobs_exist(url, job_ids))
             if known != len(job_ids):
                 problems.append(f"job API knows {known} of {len(job_ids)} queued jobs")
@@ -270,6 +317,17 @@ def main() -> int:
             log.close()
 
     hook = summarize([s.latency_ms for s in pushes])
+    shed = summarize([s.latency_ms for s in pushes if s.status == 503])
+    errors: dict[str, int] = defaultdict(int)
+    for s in pushes:
+        if s.error:
+            errors[s.error] += 1
+    if errors:
+        problems.append(f"transport errors: {dict(errors)}")
+    late = sum(1 for s in pushes if s.latency_ms > 2500)
+    statuses: dict[int, int] = defaultdict(int)
+    for s in pushes:
+        statuses[s.status] += 1
     health = summarize([s.latency_ms for s in results if s.kind == "health"])
     kinds = {k: sum(1 for s in pushes if s.kind == k) for k in ("new", "redelivery", "same-commit")}
     report = {
@@ -281,6 +339,10 @@ def main() -> int:
         "jobs": len(job_ids),
         "queue_messages": depth,
         "webhook": hook,
+        "statuses": {str(k): v for k, v in sorted(statuses.items())},
+        "shed_503": shed,
+        "answers_over_2500_ms": late,
+        "load_average": os.getloadavg(),
         "health": health,
         "ratio_p50": round(hook["p50_ms"] / health["p50_ms"], 2),
         "ratio_p99": round(hook["p99_ms"] / health["p99_ms"], 2),
@@ -294,6 +356,8 @@ def main() -> int:
     for name, row in (("webhook", hook), ("health", health)):
         print(f"{name:<10} {row['n']:>6} {row['p50_ms']:>8} {row['p99_ms']:>8} {row['max_ms']:>8}")
     print(f"webhook/health: p50 x{report['ratio_p50']}, p99 x{report['ratio_p99']}")
+    print(f"statuses {report['statuses']}; answers over 2.5 s: {late}; 503s: {shed}")
+    print(f"load average (1, 5, 15 min) at the end: {report['load_average']}")
     print(
         f"{len(new_commits)} distinct commits -> {len(job_ids)} jobs, {depth} queue messages:"
         f" {'exactly once' if not problems else 'PROBLEMS'}"

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from .adapters.tables import Tables
-from .core.errors import StorageError, UsageError
+from .core.errors import UsageError
 from .settings import Settings
 
 DEFAULT_ID = "default"
@@ -225,16 +225,13 @@ class ConnectionStore:
 
 @dataclass(frozen=True, slots=True)
 class Head:
-    """The latest accepted push of a connection; ``seq`` only ever grows."""
+    """What the worker last synced for a connection (push order is the job ids')."""
 
-    seq: int = 0
-    job_id: str | None = None
-    commit: str | None = None
     synced_commit: str | None = None
 
 
 class HeadStore:
-    """Per-connection push order, updated with ETag optimistic concurrency."""
+    """Per-connection sync state; only the worker writes it, so no delivery contends."""
 
     def __init__(self, tables: Tables) -> None:
         self.tables = tables
@@ -244,30 +241,7 @@ class HeadStore:
         if got is None:
             return Head()
         e = got[0]
-        return Head(
-            int(e.get("seq", 0)),
-            e.get("job_id") or None,
-            e.get("commit") or None,
-            e.get("synced_commit") or None,
-        )
-
-    def advance(self, conn_id: str, job_id: str, commit: str | None, attempts: int = 50) -> int:
-        """Record ``job_id`` as the connection's newest job; returns its sequence number."""
-        for _ in range(attempts):
-            got = self.tables.get("state", conn_id, "head")
-            entity: dict[str, Any] = {"PartitionKey": conn_id, "RowKey": "head"}
-            if got is None:
-                entity.update(seq=1, job_id=job_id, commit=commit or "", updated_at=now_iso())
-                if self.tables.insert("state", entity):
-                    return 1
-                continue
-            current, etag = got
-            seq = int(current.get("seq", 0)) + 1
-            entity.update(current)
-            entity.update(seq=seq, job_id=job_id, commit=commit or "", updated_at=now_iso())
-            if self.tables.replace("state", entity, etag=etag):
-                return seq
-        raise StorageError(f"too much contention recording a push for {conn_id}")
+        return Head(e.get("synced_commit") or None)
 
     def mark_synced(self, conn_id: str, commit: str) -> None:
         # A merge touches only this property, so it never undoes a concurrent advance().

@@ -3,6 +3,14 @@
 As Flux's receiver, it only authenticates, deduplicates and records "reconcile
 requested"; the worker does the work. Dedup is two atomic insert-if-absent
 markers (the delivery id, then the commit), so racing deliveries make one job.
+
+Crash safety: the steps are claim the markers, send the message, write the job
+record, and every step can be redone by whoever comes next under the same job id.
+A message is sent before its record is written, so a record always has a message
+(the worker writes a missing record from its message). A marker whose job has no
+record is adopted by the next delivery of that id or commit, which finishes its
+steps; an answer never names a job that has no record. No shared row is written,
+so deliveries of one repository never contend.
 """
 
 from __future__ import annotations
@@ -11,25 +19,24 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .connections import Connection, now_iso, valid_repository
 from .core import webhook as wh
 from .core.errors import StorageError
 from .core.webhook import Answer
-from .jobs import FAILED, QUEUED, RUNNING, SUCCEEDED, Job, clean_error, new_job_id
+from .jobs import QUEUED, RUNNING, SUCCEEDED, Job, new_job_id
 
 if TYPE_CHECKING:
     from .context import AppContext
 
 log = logging.getLogger("gitops_sync")
 
-#: a marker whose job record is still missing after this long was left by a crash
-ABANDONED_AFTER_S = 120.0
-#: how long a duplicate waits for a racing first delivery to settle its marker
-SETTLE_TRIES, SETTLE_PAUSE_S = 20, 0.025
+#: how long a marker's job may lack a record before another delivery adopts it (a racing
+#: first delivery writes it milliseconds later, or seconds on a loaded machine)
+SETTLE_S, SETTLE_PAUSE_S = 1.5, 0.02
 
 
 def _header(headers: Mapping[str, str], name: str) -> str | None:
@@ -39,8 +46,13 @@ def _header(headers: Mapping[str, str], name: str) -> str | None:
     return value
 
 
-def receive(ctx: AppContext, headers: Mapping[str, str], body: bytes) -> Answer:
-    """Answer one delivery (the body already capped by the caller), per the contract."""
+def receive(
+    ctx: AppContext, headers: Mapping[str, str], body: bytes, digests: wh.Digests | None = None
+) -> Answer:
+    """Answer one delivery (the body already capped by the caller), per the contract.
+
+    ``digests`` are HMACs computed while the body streamed in (secret -> hex digest).
+    """
     event = (_header(headers, "x-github-event") or "").strip()
     delivery = (_header(headers, "x-github-delivery") or "").strip() or None
     signature = _header(headers, "x-hub-signature-256")
@@ -54,9 +66,11 @@ def receive(ctx: AppContext, headers: Mapping[str, str], body: bytes) -> Answer:
     conn = ctx.connections.for_repository(full_name) if known and full_name else None
     if conn is not None:
         # The repository picks the secret: repo A's secret can never act for repo B.
-        if not wh.signature_valid(conn.secret, body, signature):
+        if not wh.signature_valid(conn.secret, body, signature, digests):
             return wh.UNAUTHORIZED
-    elif not any(wh.signature_valid(c.secret, body, signature) for c in ctx.connections.all()):
+    elif not any(
+        wh.signature_valid(c.secret, body, signature, digests) for c in ctx.connections.all()
+    ):
         return wh.UNAUTHORIZED
 
     if payload is None:
@@ -84,116 +98,159 @@ def _delivery_key(delivery: str) -> str:
 
 def accept_push(ctx: AppContext, conn: Connection, commit: str, delivery: str | None) -> Answer:
     """Queue a job for ``commit`` unless this delivery or commit already has a live one."""
-    job_id = new_job_id()
-    tables = ctx.tables
-    marker = {"PartitionKey": conn.id, "job_id": job_id, "created_at": now_iso()}
-    if delivery:
-        # A redelivery never makes a second job, whatever became of the first.
-        key = _delivery_key(delivery)
-        won, owner = _claim(ctx, conn, key, job_id, _recorded_or_young(ctx))
-        if not won:
-            return wh.duplicate(_settled_owner(ctx, conn, key, owner))
-
-    def commit_live(owner: str, since: str) -> bool:
-        return _still_live(ctx, conn, commit, owner, since)
-
-    won, owner = _claim(ctx, conn, "c-" + commit, job_id, commit_live)
-    if not won:
-        if delivery:  # so a redelivery of this id names the job that exists
-            tables.replace(
-                "markers", {**marker, "RowKey": _delivery_key(delivery), "job_id": owner}
-            )
-        return wh.duplicate(owner)
-
-    seq = ctx.heads.advance(conn.id, job_id, commit)
+    fresh = new_job_id()
+    job_id = fresh
+    d_key = _delivery_key(delivery) if delivery else None
+    if d_key:
+        # A redelivery stands for the job its first delivery claimed, whatever became of it.
+        job_id = _claim_delivery(ctx, conn, d_key, fresh)
+        if job_id != fresh and ctx.jobs.get(job_id) is not None:
+            return wh.duplicate(job_id)
+    owner = _claim_commit(ctx, conn, commit, job_id)
+    if owner != job_id:
+        if d_key:  # so a redelivery of this id names the job that exists
+            _point(ctx, conn, d_key, owner)
+        if ctx.jobs.get(owner) is not None:
+            return wh.duplicate(owner)
+        job_id = owner  # adopted: its intake stopped before the record; finish it
     kept = wh.short(delivery) if delivery else None  # sender-controlled: bounded
-    job = Job(job_id, conn.id, conn.repository, commit, "push", seq, delivery=kept)
-    ctx.jobs.create(job)
-    try:
-        ctx.queue.send(job_message(job))
-    except StorageError as exc:
-        # Leave nothing that looks live: the job is failed and the markers released,
-        # so GitHub's redelivery (or the next push) queues it again.
-        job.status, job.error = FAILED, clean_error(f"could not queue: {exc}", ctx.secrets())
-        ctx.jobs.save(job)
-        tables.delete("markers", conn.id, "c-" + commit)
-        if delivery:
-            tables.delete("markers", conn.id, _delivery_key(delivery))
-        raise
+    job = Job(job_id, conn.id, conn.repository, commit, "push", delivery=kept)
+    ctx.queue.send(job_message(job))
+    if not ctx.jobs.create(job) and job_id != fresh:
+        return wh.duplicate(job_id)  # another delivery finished the same job meanwhile
     log.info(
         "queued job %s for %s commit %s",
         job_id,
         conn.repository,
         commit,
-        extra={"job_id": job_id, "repository": conn.repository, "commit": commit, "seq": seq},
+        extra={"job_id": job_id, "repository": conn.repository, "commit": commit},
     )
     return wh.queued(job_id, commit)
 
 
 def job_message(job: Job) -> str:
-    return json.dumps({"job_id": job.job_id, "connection": job.connection, "seq": job.seq})
+    """The queue message: enough of the job to write its record if that write was lost."""
+    return json.dumps(
+        {
+            "job_id": job.job_id,
+            "connection": job.connection,
+            "repository": job.repository,
+            "commit": job.commit,
+            "kind": job.kind,
+            "created_at": job.created_at,
+        }
+    )
 
 
-def _claim(
-    ctx: AppContext, conn: Connection, key: str, job_id: str, live: Callable[[str, str], bool]
-) -> tuple[bool, str]:
-    """Atomically make ``job_id`` the owner of marker ``key`` unless its owner is ``live``.
+def job_for_message(ctx: AppContext, doc: Mapping[str, Any]) -> Job | None:
+    """The job a queue message names; written from the message when its intake stopped
+    between sending it and writing the record. None for a message that is not a job."""
+    job_id = doc.get("job_id")
+    if not isinstance(job_id, str):
+        return None
+    found = ctx.jobs.get(job_id)
+    if found is not None:
+        return found
+    fields = [doc.get(k) for k in ("connection", "repository", "kind", "created_at")]
+    commit = doc.get("commit")
+    if not all(isinstance(v, str) and v for v in fields) or not isinstance(commit, str | None):
+        return None
+    connection, repository, kind, created_at = (str(v) for v in fields)
+    job = Job(job_id, connection, repository, commit, kind, created_at=created_at)
+    if not ctx.jobs.create(job):
+        return ctx.jobs.get(job_id)
+    log.info("recorded job %s from its queue message", job_id)
+    return job
 
-    Returns (won, owner). Insert-if-absent decides the common race; a marker whose
-    owner is over is taken over with its ETag, so exactly one racer wins that too.
+
+def _marker(conn: Connection, key: str, job_id: str) -> dict[str, Any]:
+    return {"PartitionKey": conn.id, "RowKey": key, "job_id": job_id, "created_at": now_iso()}
+
+
+def _point(ctx: AppContext, conn: Connection, key: str, job_id: str) -> None:
+    ctx.tables.replace("markers", _marker(conn, key, job_id))
+
+
+def _claim_delivery(ctx: AppContext, conn: Connection, key: str, job_id: str) -> str:
+    """The job this delivery stands for: ``job_id`` if it is the first, else the first's."""
+    for _ in range(10):
+        if ctx.tables.insert("markers", _marker(conn, key, job_id)):
+            return job_id
+        got = ctx.tables.get("markers", conn.id, key)
+        if got is not None:
+            return _settled(ctx, conn, key, str(got[0]["job_id"]), got[0])
+    raise StorageError("too much contention claiming a delivery")
+
+
+def _claim_commit(ctx: AppContext, conn: Connection, commit: str, job_id: str) -> str:
+    """Make ``job_id`` the owner of the commit unless a live job owns it; returns the owner.
+
+    Insert-if-absent decides the common race; a marker whose job is over is taken over
+    with its ETag, so exactly one racer wins that too. An owner returned that is not
+    ``job_id`` either has a live record or has none (the caller adopts it).
     """
-    entity = {"PartitionKey": conn.id, "RowKey": key, "job_id": job_id, "created_at": now_iso()}
-    owner = job_id
+    key = "c-" + commit
+    entity = _marker(conn, key, job_id)
     for _ in range(10):
         if ctx.tables.insert("markers", entity):
-            return True, job_id
+            return job_id
         got = ctx.tables.get("markers", conn.id, key)
         if got is None:
             continue  # released meanwhile: try inserting again
         current, etag = got
         owner = str(current["job_id"])
-        if live(owner, str(current.get("created_at", ""))):
-            return False, owner
-        if ctx.tables.replace("markers", entity, etag=etag):
-            return True, job_id
-    return False, owner
-
-
-def _settled_owner(ctx: AppContext, conn: Connection, key: str, owner: str) -> str:
-    """The job a duplicate delivery should name.
-
-    A racing first delivery may still own the marker while it finds its commit
-    already queued and re-points the marker to that job; its own id never becomes
-    a job. Wait briefly until the owner has a record or the marker moves on.
-    """
-    for _ in range(SETTLE_TRIES):
-        if ctx.jobs.get(owner) is not None:
+        if owner == job_id:
+            return job_id  # ours already: an earlier try of this job claimed it
+        job = ctx.jobs.get(owner)
+        if job is None:
+            owner = _settled(ctx, conn, key, owner, current)
+            job = ctx.jobs.get(owner)
+            if job is None:
+                return owner
+        if _live(ctx, conn, commit, job):
             return owner
-        time.sleep(SETTLE_PAUSE_S)
-        got = ctx.tables.get("markers", conn.id, key)
-        if got is not None:
-            owner = str(got[0]["job_id"])
+        if ctx.tables.replace("markers", entity, etag=etag):
+            return job_id
+    raise StorageError(f"too much contention claiming commit {commit[:12]}")
+
+
+def _owner(ctx: AppContext, conn: Connection, key: str) -> str:
+    got = ctx.tables.get("markers", conn.id, key)
+    return str(got[0]["job_id"]) if got else ""
+
+
+def _settled(
+    ctx: AppContext,
+    conn: Connection,
+    key: str,
+    owner: str,
+    current: Mapping[str, Any] | None = None,
+) -> str:
+    """The owner of marker ``key`` once it has a record, or once it is clearly abandoned.
+
+    A racing first delivery writes its record milliseconds after its marker (or
+    re-points the marker to the commit's job); wait for that, at most ``SETTLE_S``
+    after the marker was written. An owner still without a record then is adopted.
+    """
+    since = _age(str((current or {}).get("created_at", "")))
+    deadline = time.monotonic() + max(0.0, SETTLE_S - since)
+    pause = SETTLE_PAUSE_S
+    while ctx.jobs.get(owner) is None and time.monotonic() < deadline:
+        time.sleep(pause)
+        pause = min(pause * 1.5, 0.25)
+        owner = _owner(ctx, conn, key) or owner
     return owner
 
 
-def _young(since: str) -> bool:
-    # The winner records its job right after its markers; only a crash leaves none.
+def _age(since: str) -> float:
     try:
-        age = (datetime.now(UTC) - datetime.fromisoformat(since)).total_seconds()
+        return (datetime.now(UTC) - datetime.fromisoformat(since)).total_seconds()
     except ValueError:
-        return False
-    return age < ABANDONED_AFTER_S
+        return 0.0
 
 
-def _recorded_or_young(ctx: AppContext) -> Callable[[str, str], bool]:
-    return lambda owner, since: ctx.jobs.get(owner) is not None or _young(since)
-
-
-def _still_live(ctx: AppContext, conn: Connection, commit: str, job_id: str, since: str) -> bool:
+def _live(ctx: AppContext, conn: Connection, commit: str, job: Job) -> bool:
     """Queued, running, or synced and still the workspace's commit."""
-    job = ctx.jobs.get(job_id)
-    if job is None:
-        return _young(since)
     if job.status in (QUEUED, RUNNING):
         return True
     return job.status == SUCCEEDED and ctx.heads.read(conn.id).synced_commit == commit

@@ -50,7 +50,6 @@ class Job:
     repository: str
     commit: str | None  # the pushed commit (None for a timer reconcile until it runs)
     kind: str = "push"  # push | reconcile
-    seq: int = 0
     status: str = QUEUED
     attempts: int = 0
     delivery: str | None = None
@@ -124,7 +123,6 @@ class JobStore:
         values = {k: v for k, v in e.items() if k in names}
         values.setdefault("commit", None)  # None values are not stored
         values["summary"] = json.loads(e["summary"]) if e.get("summary") else None
-        values["seq"] = int(values.get("seq", 0))
         values["attempts"] = int(values.get("attempts", 0))
         if values.get("duration_s") is not None:
             values["duration_s"] = float(values["duration_s"])

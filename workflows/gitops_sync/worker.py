@@ -20,7 +20,7 @@ from .adapters.git_source import GitSource
 from .connections import Connection, now_iso
 from .core.errors import ConflictError, GitopsSyncError
 from .deploy.reconcile import deploy_functions
-from .intake import job_message
+from .intake import job_for_message, job_message
 from .jobs import FAILED, FINAL, QUEUED, RUNNING, SUCCEEDED, SUPERSEDED, Job, clean_error
 from .jobs import new_job_id as _new_job_id
 from .ports import WorkspaceStore
@@ -55,7 +55,7 @@ def handle_message(ctx: AppContext, body: str, dequeue_count: int | None) -> Non
     except (ValueError, TypeError, KeyError) as exc:
         log.error("dropping an unreadable queue message (%s)", type(exc).__name__)
         return
-    job = ctx.jobs.get(job_id)
+    job = job_for_message(ctx, doc)
     if job is None:
         log.warning("dropping a message for unknown job %s", job_id[:64])
         return
@@ -102,9 +102,11 @@ def handle_message(ctx: AppContext, body: str, dequeue_count: int | None) -> Non
 
 
 def _superseded(ctx: AppContext, job: Job) -> bool:
-    head = ctx.heads.read(job.connection)
-    if head.seq > job.seq and head.job_id != job.job_id:
-        job.superseded_by = head.job_id
+    # Job ids sort newest first: a newer job of this connection (a record, never a
+    # marker) takes over, and it syncs the branch head as git sees it then.
+    newest = next(iter(ctx.jobs.list(1, job.connection)), None)
+    if newest is not None and newest.job_id < job.job_id:
+        job.superseded_by = newest.job_id
         _finish(ctx, job, SUPERSEDED)
         return True
     return False
@@ -190,14 +192,12 @@ def reconcile(ctx: AppContext) -> list[str]:
     """
     queued: list[str] = []
     for conn in ctx.connections.all():
-        head = ctx.heads.read(conn.id)
-        current = ctx.jobs.get(head.job_id) if head.job_id else None
+        current = next(iter(ctx.jobs.list(1, conn.id)), None)
         if current is not None and current.status in (QUEUED, RUNNING) and not _stale(current):
             continue
         job = Job(_new_job_id(), conn.id, conn.repository, None, kind="reconcile")
-        job.seq = ctx.heads.advance(conn.id, job.job_id, None)
+        ctx.queue.send(job_message(job))  # the message first, as intake does
         ctx.jobs.create(job)
-        ctx.queue.send(job_message(job))
         queued.append(job.job_id)
         log.info("queued reconcile job %s for %s", job.job_id, conn.repository)
     pruned = ctx.jobs.prune(JOB_RETENTION_S)

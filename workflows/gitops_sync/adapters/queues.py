@@ -1,14 +1,18 @@
 """Azure Storage Queues (azure-storage-queue): the sync-job queue and its poison queue.
 
 Messages are base64 text, as the Functions queue trigger expects
-(``messageEncoding: base64`` in host.json). SDK errors become ``StorageError``.
+(``messageEncoding: base64`` in host.json). SDK errors become ``StorageError``;
+a queue that vanished is created again by the first call that finds it missing.
 """
 
 from __future__ import annotations
 
 import base64
+import logging
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from azure.core.exceptions import AzureError, ResourceExistsError, ResourceNotFoundError
 from azure.storage.queue import QueueClient, TextBase64DecodePolicy, TextBase64EncodePolicy
@@ -16,7 +20,15 @@ from azure.storage.queue import QueueClient, TextBase64DecodePolicy, TextBase64E
 from ..core.errors import StorageError
 from ..core.redact import redact
 
+log = logging.getLogger("gitops_sync")
+T = TypeVar("T")
 POISON_SUFFIX = "-poison"  # the Functions host's name for a queue's poison queue
+#: the SDK's retries of one call (see adapters/tables.py)
+CLIENT_OPTIONS: dict[str, Any] = {"retry_total": 3, "retry_backoff_factor": 0.2}
+
+
+def queue_missing(exc: BaseException) -> bool:
+    return getattr(exc, "error_code", None) == "QueueNotFound" or "QueueNotFound" in str(exc)
 
 
 class _LenientBase64DecodePolicy(TextBase64DecodePolicy):
@@ -53,6 +65,7 @@ class JobQueue:
         self.client = client
         self.name = client.queue_name
         self._created = False
+        self._lock = threading.Lock()
         self._poison: JobQueue | None = None
 
     @staticmethod
@@ -60,6 +73,7 @@ class JobQueue:
         return {
             "message_encode_policy": TextBase64EncodePolicy(),
             "message_decode_policy": _LenientBase64DecodePolicy(),
+            **CLIENT_OPTIONS,
         }
 
     @classmethod
@@ -85,26 +99,62 @@ class JobQueue:
     def ensure(self) -> None:
         if self._created:
             return
+        with self._lock:
+            if self._created:
+                return
+            try:
+                self.client.create_queue()
+            except ResourceExistsError:
+                pass
+            except AzureError as exc:
+                raise _fail(exc, f"creating queue {self.name}") from exc
+            self._created = True
+
+    def _call(self, what: str, fn: Callable[[], T]) -> T:
+        """``fn()``, again once after creating the queue anew if it had vanished."""
+        self.ensure()
         try:
-            self.client.create_queue()
-        except ResourceExistsError:
-            pass
+            return fn()
+        except ResourceNotFoundError as exc:
+            if not queue_missing(exc):
+                raise _fail(exc, what) from exc
+            with self._lock:
+                self._created = False
+            log.warning("queue storage: queue %s was missing; creating it again", self.name)
+            self.ensure()
         except AzureError as exc:
-            raise _fail(exc, f"creating queue {self.name}") from exc
-        self._created = True
+            raise _fail(exc, what) from exc
+        try:
+            return fn()
+        except AzureError as exc:
+            raise _fail(exc, what) from exc
+
+    def check(self) -> None:
+        """Raise ``StorageError`` unless the queue exists (a missing one is created)."""
+        try:
+            self.client.get_queue_properties(retry_total=0, connection_timeout=5, read_timeout=5)
+            return
+        except ResourceNotFoundError as exc:
+            if not queue_missing(exc):
+                raise _fail(exc, f"reading {self.name}") from exc
+        except AzureError as exc:
+            raise _fail(exc, f"reaching queue {self.name}") from exc
+        with self._lock:
+            self._created = False
+        log.warning("queue storage: queue %s was missing; creating it", self.name)
+        self.ensure()
 
     def send(self, body: str, delay: int = 0) -> str:
         """Queue ``body``, visible after ``delay`` seconds; returns the message id."""
-        self.ensure()
-        try:
-            return str(self.client.send_message(body, visibility_timeout=delay or None).id)
-        except AzureError as exc:
-            raise _fail(exc, f"sending to {self.name}") from exc
+        return self._call(
+            f"sending to {self.name}",
+            lambda: str(self.client.send_message(body, visibility_timeout=delay or None).id),
+        )
 
     def receive(self, max_messages: int = 1, visibility_timeout: int = 300) -> list[QueuedMessage]:
         """Up to ``max_messages``, hidden from other receivers for ``visibility_timeout`` s."""
-        self.ensure()
-        try:
+
+        def get() -> list[QueuedMessage]:
             got = self.client.receive_messages(
                 messages_per_page=max_messages,
                 visibility_timeout=visibility_timeout,
@@ -114,8 +164,8 @@ class JobQueue:
                 QueuedMessage(m.id, m.pop_receipt or "", str(m.content), int(m.dequeue_count or 1))
                 for m in got
             ]
-        except AzureError as exc:
-            raise _fail(exc, f"receiving from {self.name}") from exc
+
+        return self._call(f"receiving from {self.name}", get)
 
     def delete(self, message: QueuedMessage) -> None:
         """Delete after processing; succeeds when already gone."""

@@ -2,12 +2,16 @@
 
 SDK errors are translated here: "already exists" and "ETag mismatch" become a
 ``False`` return (the caller lost a race, which is an answer, not a failure);
-anything else becomes ``StorageError`` (transient).
+anything else becomes ``StorageError`` (transient). A table that vanished (a
+storage reset, a new emulator) is created again on the first call that finds it
+missing, once for all callers, and that call is retried.
 """
 
 from __future__ import annotations
 
 import contextlib
+import itertools
+import logging
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
@@ -24,11 +28,21 @@ from azure.data.tables import TableClient, TableServiceClient, UpdateMode
 from ..core.errors import StorageError
 from ..core.redact import redact
 
+log = logging.getLogger("gitops_sync")
 T = TypeVar("T")
 Entity = dict[str, Any]
 
 # The tables gitops-sync keeps, by role; the prefix keeps test runs and stacks apart.
 TABLE_ROLES = ("jobs", "markers", "state", "connections")
+#: the SDK's retries of one call (its default, 10 with back-off up to 2 min, would hold
+#: a webhook answer far past GitHub's 10 s); callers retry at their own level
+CLIENT_OPTIONS: dict[str, Any] = {"retry_total": 3, "retry_backoff_factor": 0.2}
+
+
+def table_missing(exc: BaseException) -> bool:
+    """True for the service's "table not found" (not a missing entity)."""
+    code = getattr(exc, "error_code", None)  # a str enum: equal to its value
+    return bool(code == "TableNotFound") or "TableNotFound" in str(exc)
 
 
 def _fail(exc: AzureError, what: str) -> StorageError:
@@ -50,12 +64,12 @@ class Tables:
 
     @classmethod
     def from_connection_string(cls, conn: str, prefix: str = "gitopssync") -> Tables:
-        return cls(TableServiceClient.from_connection_string(conn), prefix)
+        return cls(TableServiceClient.from_connection_string(conn, **CLIENT_OPTIONS), prefix)
 
     @classmethod
     def from_account(cls, account: str, credential: Any, prefix: str = "gitopssync") -> Tables:
         endpoint = f"https://{account}.table.core.windows.net"
-        return cls(TableServiceClient(endpoint, credential=credential), prefix)
+        return cls(TableServiceClient(endpoint, credential=credential, **CLIENT_OPTIONS), prefix)
 
     def table_name(self, role: str) -> str:
         return f"{self.prefix}{role}"
@@ -74,56 +88,92 @@ class Tables:
                 self._clients[role] = self.service.get_table_client(name)
             return self._clients[role]
 
-    def ping(self) -> None:
-        """Raise ``StorageError`` unless the table service answers."""
+    def _recreate(self, role: str, seen: TableClient) -> None:
+        """Create ``role``'s table again after a call found it missing (once: a caller
+        that sees another already did it just retries)."""
+        with self._lock:
+            if self._clients.get(role) is not seen:
+                return
+            name = self.table_name(role)
+            try:
+                self.service.create_table_if_not_exists(name)
+            except AzureError as exc:
+                raise _fail(exc, f"creating table {name} again") from exc
+            self._clients[role] = self.service.get_table_client(name)
+        log.warning("table storage: table %s was missing; created it again", name)
+
+    def check(self) -> None:
+        """Raise ``StorageError`` unless the service answers and every table exists
+        (a missing one is created again). One quick try: a health probe must answer."""
+        quick = {"retry_total": 0, "connection_timeout": 5, "read_timeout": 5}
         try:
-            # One quick try: a health probe must answer, not wait out the retry policy.
-            pages = self.service.list_tables(
-                results_per_page=1, retry_total=0, connection_timeout=5, read_timeout=5
-            ).by_page()
-            next(iter(pages), None)
+            names = {
+                t.name
+                for t in self.service.query_tables(
+                    "TableName ge @lo and TableName lt @hi",
+                    parameters={"lo": self.prefix, "hi": self.prefix + "~"},
+                    **quick,
+                )
+            }
         except AzureError as exc:
             raise _fail(exc, "reaching the table service") from exc
+        for role in TABLE_ROLES:
+            name = self.table_name(role)
+            if name in names:
+                continue
+            try:
+                self.service.create_table_if_not_exists(name, **quick)
+            except AzureError as exc:
+                raise _fail(exc, f"table {name} is missing; creating it") from exc
+            log.warning("table storage: table %s was missing; created it", name)
 
     # --------------------------------------------------------------- entities
-    def _call(self, what: str, fn: Callable[[], T]) -> T:
-        try:
-            return fn()
-        except (ResourceExistsError, ResourceModifiedError, ResourceNotFoundError):
-            raise
-        except AzureError as exc:
-            raise _fail(exc, what) from exc
+    def _call(self, role: str, what: str, fn: Callable[[TableClient], T]) -> T:
+        """``fn(table)``, again once on a table created anew if it had vanished."""
+        for attempt in (1, 2):
+            table = self.client(role)
+            try:
+                return fn(table)
+            except ResourceNotFoundError as exc:
+                if not table_missing(exc):
+                    raise  # an entity, not the table: the caller's answer
+                if attempt == 2:
+                    raise _fail(exc, what) from exc
+                self._recreate(role, table)
+            except (ResourceExistsError, ResourceModifiedError):
+                raise
+            except AzureError as exc:
+                raise _fail(exc, what) from exc
+        raise AssertionError("unreachable")
 
     def insert(self, role: str, entity: Entity) -> bool:
         """Create ``entity``; False if one with its keys exists (atomic insert-if-absent)."""
-        table = self.client(role)
         try:
-            self._call(f"inserting into {role}", lambda: table.create_entity(entity))
+            self._call(role, f"inserting into {role}", lambda t: t.create_entity(entity))
         except ResourceExistsError:
             return False
         return True
 
     def get(self, role: str, pk: str, rk: str) -> tuple[Entity, str] | None:
         """The entity and its ETag, or None when absent."""
-        table = self.client(role)
         try:
-            found = self._call(f"reading {role}", lambda: table.get_entity(pk, rk))
+            found = self._call(role, f"reading {role}", lambda t: t.get_entity(pk, rk))
         except ResourceNotFoundError:
             return None
         return dict(found), str(found.metadata["etag"])
 
     def replace(self, role: str, entity: Entity, etag: str | None = None) -> bool:
         """Replace (or create, without ``etag``); with ``etag``, False if it changed meanwhile."""
-        table = self.client(role)
         if etag is None:
             self._call(
-                f"writing {role}", lambda: table.upsert_entity(entity, mode=UpdateMode.REPLACE)
+                role, f"writing {role}", lambda t: t.upsert_entity(entity, mode=UpdateMode.REPLACE)
             )
             return True
         try:
             self._call(
+                role,
                 f"updating {role}",
-                lambda: table.update_entity(
+                lambda t: t.update_entity(
                     entity,
                     mode=UpdateMode.REPLACE,
                     etag=etag,
@@ -136,25 +186,42 @@ class Tables:
 
     def merge(self, role: str, entity: Entity) -> None:
         """Merge properties into an existing-or-new entity (last writer wins per property)."""
-        table = self.client(role)
-        self._call(f"writing {role}", lambda: table.upsert_entity(entity, mode=UpdateMode.MERGE))
+        self._call(
+            role, f"writing {role}", lambda t: t.upsert_entity(entity, mode=UpdateMode.MERGE)
+        )
 
     def delete(self, role: str, pk: str, rk: str) -> None:
         """Delete; succeeds when already gone."""
-        table = self.client(role)
         with contextlib.suppress(ResourceNotFoundError):
-            self._call(f"deleting from {role}", lambda: table.delete_entity(pk, rk))
+            self._call(role, f"deleting from {role}", lambda t: t.delete_entity(pk, rk))
 
     def query(
         self, role: str, query_filter: str, page_size: int | None = None, **params: Any
     ) -> Iterator[Entity]:
         """Entities matching ``query_filter`` (``@name`` placeholders from ``params``)."""
-        table = self.client(role)
+        # The first page is fetched under _call, so a vanished table is recreated.
+        pages = self._call(
+            role,
+            f"querying {role}",
+            lambda t: _first_page(
+                t.query_entities(
+                    query_filter, parameters=params or None, results_per_page=page_size
+                ).by_page()
+            ),
+        )
         try:
-            found = table.query_entities(
-                query_filter, parameters=params or None, results_per_page=page_size
-            )
-            for entity in found:
-                yield dict(entity)
+            for page in pages:
+                for entity in page:
+                    yield dict(entity)
         except AzureError as exc:
             raise _fail(exc, f"querying {role}") from exc
+
+
+def _first_page(pages: Iterator[Iterator[Any]]) -> Iterator[Iterator[Any]]:
+    """``pages`` with its first page already fetched (errors surface here, not later)."""
+    it = iter(pages)
+    try:
+        first = list(next(it))
+    except StopIteration:
+        return iter(())
+    return itertools.chain([iter(first)], it)

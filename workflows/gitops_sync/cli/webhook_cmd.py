@@ -7,7 +7,6 @@ Settings come from the flags, then the environment, then ``.gitops-sync-dev/dev.
 from __future__ import annotations
 
 import hashlib
-import hmac
 import json
 import os
 import uuid
@@ -17,6 +16,7 @@ from typing import Any
 import click
 
 from ..core.errors import UsageError
+from ..core.webhook import sign
 from ..local import devstate
 
 ZERO = "0" * 40
@@ -70,10 +70,6 @@ def push_payload(
         "pusher": {"name": owner, "email": person["email"]},
         "sender": {"login": owner, "type": "User"},
     }
-
-
-def sign(secret: str, body: bytes) -> str:
-    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
 def _pick(flag: str | None, env_name: str, state: dict[str, Any], key: str) -> str | None:

@@ -10,8 +10,13 @@ import hashlib
 import hmac
 import json
 import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
+
+#: secret -> hex HMAC of a body, computed while it streamed in
+Digests = Mapping[str, str]
+_BOM = b"\xef\xbb\xbf"
 
 MAX_BODY = 25 * 1024 * 1024  # GitHub caps payloads at 25 MB
 _SIGNATURE = re.compile(r"^sha256=([0-9a-fA-F]{64})$")
@@ -61,19 +66,45 @@ def sign(secret: str, body: bytes) -> str:
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
-def signature_valid(secret: str | None, body: bytes, header: str | None) -> bool:
-    """True only for a well-formed sha256 signature of ``body`` made with ``secret``."""
+class StreamSigner:
+    """HMAC-SHA256 of a body under each of some secrets, fed chunk by chunk as it arrives."""
+
+    def __init__(self, secrets: Iterable[str | None]) -> None:
+        self._macs = {s: hmac.new(s.encode(), digestmod=hashlib.sha256) for s in secrets if s}
+
+    def update(self, chunk: bytes) -> None:
+        for mac in self._macs.values():
+            mac.update(chunk)
+
+    def digests(self) -> dict[str, str]:
+        return {secret: mac.hexdigest() for secret, mac in self._macs.items()}
+
+
+def signature_valid(
+    secret: str | None, body: bytes, header: str | None, digests: Digests | None = None
+) -> bool:
+    """True only for a well-formed sha256 signature of ``body`` made with ``secret``.
+
+    ``digests`` may hold the body's HMAC under ``secret`` already (see ``StreamSigner``).
+    """
     if not secret or header is None:
         return False
     m = _SIGNATURE.match(header.strip())
     if m is None:
         return False
-    expected = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    expected = (digests or {}).get(secret) or hmac.new(
+        secret.encode(), body, hashlib.sha256
+    ).hexdigest()
     return hmac.compare_digest(expected, m.group(1).lower())
 
 
 def json_object(body: bytes) -> dict[str, Any] | None:
-    """The body as a JSON object, or None for anything else (invalid, array, bad UTF-8)."""
+    """The body as a JSON object, or None for anything else (invalid, array, bad UTF-8).
+
+    A byte order mark is refused: GitHub never sends one, and JSON forbids it (RFC 8259).
+    """
+    if body[:3] == _BOM:
+        return None
     try:
         doc = json.loads(body)
     except (ValueError, RecursionError):

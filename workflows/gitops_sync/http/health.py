@@ -1,6 +1,8 @@
-"""``GET /api/health``: 200 when the storage account answers, 503 otherwise (public).
+"""``GET /api/health``: 200 when storage answers and its tables and queue exist (public).
 
-Also 503 while a setting holds an unresolved Key Vault reference (named, never its value).
+A missing table or queue is created again here; while that fails the answer is 503
+with ``Retry-After``, as every 503 is. Also 503 while a setting holds an unresolved
+Key Vault reference (named, never its value).
 """
 
 from __future__ import annotations
@@ -31,10 +33,13 @@ async def health(request: Request, ctx: AppContext) -> Response:
             headers={"Retry-After": str(KEY_VAULT_RETRY_AFTER_S)},
         )
     try:
-        await run_in_threadpool(ctx.tables.ping)
+        await run_in_threadpool(ctx.tables.check)
+        await run_in_threadpool(ctx.queue.check)
     except StorageError as exc:
         log.warning("health: %s", exc)
-        return JSONResponse({"status": "unavailable"}, status_code=503)
+        return JSONResponse(
+            {"status": "unavailable"}, status_code=503, headers={"Retry-After": "5"}
+        )
     return JSONResponse({"status": "ok"})
 
 

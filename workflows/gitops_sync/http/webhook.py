@@ -1,50 +1,166 @@
-"""``POST /api/github/webhook``: cap the body, then hand the delivery to ``intake``.
+"""``POST /api/github/webhook``: refuse what is unsigned, cap and time the body, shed load.
 
-The cap is applied before reading everything: a declared Content-Length over it
-is refused at once, and the stream is counted while it is read.
+A missing or malformed signature is refused before one byte of the body is read.
+The body is hashed as it streams in, counted against one bound for all requests,
+and must arrive in time. Then the intake runs on a bounded pool of threads; a
+delivery that cannot be acknowledged within ``ACK_DEADLINE_S`` gets 503 with
+``Retry-After`` (GitHub gives up after 10 s, so a fast 503 beats a late 202).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import asyncio
+import concurrent.futures
+import logging
+import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from .. import intake
+from ..core import webhook as wh
 from ..core.webhook import MAX_BODY, TOO_LARGE, Answer
 from .routing import ApiRoute
 
 if TYPE_CHECKING:
     from ..context import AppContext
 
+log = logging.getLogger("gitops_sync")
+
+#: bytes of webhook bodies held at once, across all requests; past it, 503
+BODY_BUDGET = 64 * 1024 * 1024
+#: the whole body must arrive within this long (GitHub waits 10 s for the answer)
+BODY_DEADLINE_S = 10.0
+#: deliveries acknowledged at once (threads doing storage calls)
+INTAKE_SLOTS = 16
+#: deliveries waiting for a slot; more are refused at once
+INTAKE_BACKLOG = 64
+#: a delivery not acknowledged this long after its body arrived gets 503
+ACK_DEADLINE_S = 2.0
+RETRY_AFTER_S = "5"
+
+BUSY = Answer(503, {"error": "too many deliveries at once, retry later"})
+SLOW_BODY = Answer(408, {"error": "the request body arrived too slowly"})
+
+
+class ByteBudget:
+    """A count of bytes held, shared by every request of the process."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.held = 0
+        self._lock = threading.Lock()
+
+    def take(self, n: int) -> bool:
+        with self._lock:
+            if self.held + n > self.limit:
+                return False
+            self.held += n
+            return True
+
+    def give(self, n: int) -> None:
+        with self._lock:
+            self.held -= n
+
+
+class IntakePool:
+    """At most ``slots`` intakes at once, ``backlog`` more waiting; none started late."""
+
+    def __init__(self, slots: int, backlog: int) -> None:
+        self.slots, self.backlog = slots, backlog
+        self._executor: concurrent.futures.ThreadPoolExecutor | None = None
+        self._pending = 0
+        self._lock = threading.Lock()
+
+    def submit(
+        self, fn: Callable[..., Answer], *args: Any
+    ) -> concurrent.futures.Future[Answer] | None:
+        with self._lock:
+            if self._pending >= self.slots + self.backlog:
+                return None
+            if self._executor is None:
+                self._executor = concurrent.futures.ThreadPoolExecutor(
+                    self.slots, thread_name_prefix="intake"
+                )
+            self._pending += 1
+        future = self._executor.submit(fn, *args)
+        future.add_done_callback(self._done)
+        return future
+
+    def _done(self, _: concurrent.futures.Future[Answer]) -> None:
+        with self._lock:
+            self._pending -= 1
+
+
+BUDGET = ByteBudget(BODY_BUDGET)
+POOL = IntakePool(INTAKE_SLOTS, INTAKE_BACKLOG)
+
 
 def to_response(answer: Answer) -> Response:
+    headers = {"Retry-After": RETRY_AFTER_S} if answer.status == 503 else None
     if answer.body is None:
-        return Response(status_code=answer.status)
-    return JSONResponse(answer.body, status_code=answer.status)
+        return Response(status_code=answer.status, headers=headers)
+    return JSONResponse(answer.body, status_code=answer.status, headers=headers)
 
 
-async def read_capped(request: Request, limit: int = MAX_BODY) -> bytes | None:
-    """The whole body, or None as soon as it is known to exceed ``limit`` bytes."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.strip().isdigit() and int(declared) > limit:
-        return None
+async def read_body(
+    request: Request, signer: wh.StreamSigner, budget: ByteBudget
+) -> tuple[bytearray | None, Answer | None, int]:
+    """(body, None, bytes taken from ``budget``) or (None, the refusal, bytes taken).
+
+    The caller gives the taken bytes back once nothing holds the body any more.
+    """
+    declared = request.headers.get("content-length", "").strip()
+    size = int(declared) if declared.isdigit() else None
+    if size is not None and size > MAX_BODY:
+        return None, TOO_LARGE, 0
+    taken = size or 0
+    if not budget.take(taken):
+        return None, BUSY, 0
     body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            return None
-    return bytes(body)
+    try:
+        async with asyncio.timeout(BODY_DEADLINE_S):
+            async for chunk in request.stream():
+                if len(body) + len(chunk) > MAX_BODY:
+                    return None, TOO_LARGE, taken
+                grow = len(body) + len(chunk) - taken
+                if grow > 0:
+                    if not budget.take(grow):
+                        return None, BUSY, taken
+                    taken += grow
+                body += chunk
+                signer.update(chunk)
+    except TimeoutError:
+        return None, SLOW_BODY, taken
+    return body, None, taken
 
 
 async def github_webhook(request: Request, ctx: AppContext) -> Response:
-    body = await read_capped(request)
+    headers = dict(request.headers)
+    if not wh.signature_well_formed(headers.get("x-hub-signature-256")):
+        return to_response(wh.UNAUTHORIZED)  # the body is never read
+    signer = wh.StreamSigner([ctx.settings.webhook_secret])
+    budget = BUDGET
+    body, refusal, taken = await read_body(request, signer, budget)
     if body is None:
-        return to_response(TOO_LARGE)
-    # Table and queue calls block; keep them off the event loop.
-    answer = await run_in_threadpool(intake.receive, ctx, dict(request.headers), body)
+        budget.give(taken)
+        return to_response(refusal or BUSY)
+    # Table and queue calls block: a bounded pool runs them, off the event loop.
+    future = POOL.submit(intake.receive, ctx, headers, body, signer.digests())
+    if future is None:
+        budget.give(taken)
+        return to_response(BUSY)
+    future.add_done_callback(lambda _: budget.give(taken))
+    try:
+        answer = await asyncio.wait_for(asyncio.wrap_future(future), ACK_DEADLINE_S)
+    except TimeoutError:
+        # Not started yet: it never will be. Running: it finishes on its own (its
+        # markers make GitHub's redelivery name its job, or adopt it).
+        future.cancel()
+        log.warning("webhook: delivery not acknowledged within %.0f s: 503", ACK_DEADLINE_S)
+        return to_response(BUSY)
     return to_response(answer)
 
 
