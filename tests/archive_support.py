@@ -17,11 +17,11 @@ from typing import Any
 
 import uvicorn
 from starlette.applications import Starlette
-from starlette.routing import Route
 
 from gitops_sync.adapters.dir_store import DirectoryStore
 from gitops_sync.adapters.git_source import GitSource
 from gitops_sync.http import workspace
+from gitops_sync.http.app import create_app
 from gitops_sync.sync import sync_workspace
 
 API_KEY = "test-key-0123456789"
@@ -69,17 +69,8 @@ class Ctx:
 
 
 def make_app(ctx: Ctx) -> Starlette:
-    def endpoint(handler: Any) -> Any:
-        async def call(request: Any) -> Any:
-            return await handler(request, ctx)
-
-        return call
-
-    return Starlette(
-        routes=[
-            Route(r.path, endpoint(r.handler), methods=list(r.methods)) for r in workspace.ROUTES
-        ]
-    )
+    """The real app (key check and error answers included) serving the workspace routes."""
+    return create_app(ctx, workspace.ROUTES)  # type: ignore[arg-type]
 
 
 @contextmanager

@@ -29,15 +29,29 @@ def _queue(storage: str) -> tuple[JobQueue, QueueClient, QueueClient]:
     lease_queue.ensure()
     raw = QueueClient.from_connection_string(storage, name)
     poison = QueueClient.from_connection_string(storage, f"{name}-poison")
+    poison.create_queue()  # so that peeking it before the first poison message works
     return lease_queue, raw, poison
 
 
 def _bodies(client: QueueClient) -> list[str]:
-    """Peek every visible message's decoded body (without leasing)."""
-    try:
-        return [base64.b64decode(m.content).decode() for m in client.peek_messages(32)]
-    except Exception:
-        return []
+    """Peek every visible message's decoded body (without leasing); a failed peek raises."""
+    return [base64.b64decode(m.content).decode() for m in client.peek_messages(32)]
+
+
+class CountingQueue(JobQueue):
+    """The real queue, counting lease renewals: ``renewed`` is set after ``wanted`` of them."""
+
+    def __init__(self, queue: JobQueue, wanted: int) -> None:
+        super().__init__(queue.client)
+        self.wanted, self.renewals = wanted, 0
+        self.renewed = threading.Event()
+
+    def renew(self, message, visibility_timeout):  # type: ignore[no-untyped-def]
+        renewed = super().renew(message, visibility_timeout)
+        self.renewals += 1
+        if self.renewals >= self.wanted:
+            self.renewed.set()
+        return renewed
 
 
 def _run_until(poller: QueuePoller, done: Callable[[], bool], timeout: float = 20.0) -> None:
@@ -117,28 +131,32 @@ def test_message_leased_too_often_without_verdict_goes_to_poison_unhandled(stora
 
 
 def test_lease_is_renewed_while_a_long_handler_runs(storage: str) -> None:
-    """A handler running for several lease periods keeps the message from other consumers."""
-    queue, raw, _ = _queue(storage)
+    """A handler running longer than its message's lease (four renewals, every lease_s/3)
+    keeps the message from other consumers all along."""
+    plain, raw, _ = _queue(storage)
+    queue = CountingQueue(plain, wanted=4)  # 4 renewals of a 3 s lease: >= 4 s > 3 s
     queue.send("long sync")
     running = threading.Event()
     stolen: list[str] = []
 
     def handle(body: str, count: int | None) -> None:
         running.set()
-        deadline = time.monotonic() + 3.5  # > 3 leases of 1 s
-        while time.monotonic() < deadline:
+        deadline = time.monotonic() + 60
+        # A second consumer keeps trying to take the message meanwhile.
+        while not queue.renewed.wait(0.2) and time.monotonic() < deadline:
             stolen.extend(m.content for m in raw.receive_messages(visibility_timeout=1))
-            time.sleep(0.2)
+        stolen.extend(m.content for m in raw.receive_messages(visibility_timeout=1))
 
-    poller = QueuePoller(queue, handle, FAST, lease_s=1)
-    _run_until(poller, lambda: poller.processed == 1)
+    poller = QueuePoller(queue, handle, FAST, lease_s=3)
+    _run_until(poller, lambda: poller.processed == 1, timeout=60)
     assert running.is_set()
+    assert queue.renewals >= 4
     assert [] == stolen
     assert [] == _bodies(raw)
 
 
 def test_at_most_concurrency_messages_run_at_once(storage: str) -> None:
-    """With concurrency 2 and six slow messages, never more than two handlers overlap."""
+    """With concurrency 2 and six messages, handlers run two at a time, never more."""
     queue, _, _ = _queue(storage)
     for i in range(6):
         queue.send(f"m{i}")
@@ -146,18 +164,19 @@ def test_at_most_concurrency_messages_run_at_once(storage: str) -> None:
     active = [0]
     peak = [0]
     seen: list[str] = []
+    pair = threading.Barrier(2, timeout=30)  # passes only when two handlers overlap
 
     def handle(body: str, count: int | None) -> None:
         with lock:
             active[0] += 1
             peak[0] = max(peak[0], active[0])
-        time.sleep(0.3)
+        pair.wait()
         with lock:
             active[0] -= 1
             seen.append(body)
 
-    poller = QueuePoller(queue, handle, FAST, concurrency=2, lease_s=5)
-    _run_until(poller, lambda: poller.processed == 6)
+    poller = QueuePoller(queue, handle, FAST, concurrency=2, lease_s=60)
+    _run_until(poller, lambda: poller.processed == 6, timeout=60)
     assert 2 == peak[0]
     assert sorted(f"m{i}" for i in range(6)) == sorted(seen)
 
@@ -167,14 +186,22 @@ def test_stop_lets_the_message_in_flight_finish(storage: str) -> None:
     queue, raw, _ = _queue(storage)
     queue.send("in flight")
     started = threading.Event()
+    stop_called = threading.Event()
     finished = threading.Event()
 
     def handle(body: str, count: int | None) -> None:
         started.set()
-        time.sleep(1.0)
+        assert stop_called.wait(30)  # still running when stop() is called
         finished.set()
 
     poller = QueuePoller(queue, handle, FAST, lease_s=5)
+    stop = poller.stop
+
+    def stop_and_tell() -> None:
+        stop()
+        stop_called.set()
+
+    poller.stop = stop_and_tell  # type: ignore[method-assign]
     _run_until(poller, started.is_set)
     assert finished.is_set()
     assert 1 == poller.processed

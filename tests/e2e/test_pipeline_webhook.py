@@ -380,12 +380,11 @@ def test_markers_left_by_a_crashed_intake_are_adopted(stack: Stack, http: Client
     assert [json.loads(m)["job_id"] for m in stack.drain()] == ["ghost"]
 
 
-def test_redelivery_racing_a_losing_first_delivery_names_the_real_job(stack: Stack, http: Client):
+def test_redelivery_racing_a_losing_first_delivery_names_the_real_job(
+    stack: Stack, http: Client, monkeypatch: pytest.MonkeyPatch
+):
     """A redelivery that reads the marker while the first delivery still re-points it to
     the commit's job answers with that job, never the loser's id that no record will have."""
-    import threading
-    import time as _time
-
     from gitops_sync.connections import now_iso
     from gitops_sync.intake import _delivery_key
 
@@ -398,11 +397,19 @@ def test_redelivery_racing_a_losing_first_delivery_names_the_real_job(stack: Sta
     # the state a racing second delivery leaves between losing the commit and re-pointing
     marker = {"PartitionKey": "default", "RowKey": key, "job_id": "loser", "created_at": now_iso()}
     assert stack.ctx.tables.insert("markers", marker)
+    get_job = stack.ctx.jobs.get
+    looked_up: list[str] = []
 
-    def repoint() -> None:
-        _time.sleep(0.15)
-        stack.ctx.tables.replace("markers", {**marker, "job_id": real_job})
+    def get_and_repoint(job_id: str):  # type: ignore[no-untyped-def]
+        # The race, made certain: the loser re-points its marker right after the
+        # duplicate found the loser's id had no job record.
+        looked_up.append(job_id)
+        found = get_job(job_id)
+        if job_id == "loser" and looked_up.count("loser") == 1:
+            assert stack.ctx.tables.replace("markers", {**marker, "job_id": real_job})
+        return found
 
-    threading.Thread(target=repoint).start()
+    monkeypatch.setattr(stack.ctx.jobs, "get", get_and_repoint)
     status, doc = _post(http, body, delivery_headers(body, delivery="second-delivery"))
     assert (200, "duplicate", real_job) == (status, doc["status"], doc["job_id"])  # type: ignore[index]
+    assert "loser" in looked_up  # the duplicate did see the loser's marker first

@@ -8,6 +8,7 @@ Both pass ``tests/contract/test_workspace_store.py``.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Protocol
 
@@ -32,6 +33,9 @@ class WorkspaceStore(Protocol):
     - ``read_meta`` returns None when absent; ``write_meta`` is atomic.
     - ``file_size`` / ``read_chunks`` raise FileNotFoundError for a missing file
       (and for a link or directory: links are never followed).
+    - ``lock()`` holds the workspace against other syncs on this machine (a folder
+      that ``gitops-sync sync`` may also write); ``ConflictError`` when one runs, and
+      ``OSError`` where the file system cannot lock. A remote store's is a no-op.
     """
 
     @property
@@ -44,6 +48,7 @@ class WorkspaceStore(Protocol):
 
     def describe(self) -> str: ...
     def check_writable(self) -> None: ...
+    def lock(self) -> AbstractContextManager[None]: ...
     def name_problem(self, path: str) -> str | None: ...
     def list(self) -> Listing: ...
     def hash_file(self, path: str) -> Content: ...

@@ -15,7 +15,6 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from .adapters.dir_store import DirectoryStore
 from .adapters.git_source import GitSource
 from .connections import Connection, now_iso
 from .core.errors import ConflictError, GitopsSyncError
@@ -23,6 +22,7 @@ from .deploy.reconcile import deploy_functions
 from .intake import job_for_message, job_message
 from .jobs import FAILED, FINAL, QUEUED, RUNNING, SUCCEEDED, SUPERSEDED, Job, clean_error
 from .jobs import new_job_id as _new_job_id
+from .lease_guard import guard
 from .ports import WorkspaceStore
 from .sync import sync_workspace
 
@@ -70,13 +70,14 @@ def handle_message(ctx: AppContext, body: str, dequeue_count: int | None) -> Non
     try:
         _run(ctx, conn, job, attempt)
     except ConflictError as exc:
+        # Busy, or stopped midway because our lease was lost: not broken either way.
+        job.status, job.error = QUEUED, clean_error(str(exc), secrets)
+        ctx.jobs.save(job)
         if attempt < ctx.max_dequeue:
             raise
-        # Only busy, not broken: a long sync of the same workspace outlasted our
-        # deliveries. Queue the job afresh rather than fail it (leases expire, so a
-        # crashed holder cannot make this loop forever).
-        job.error = clean_error(str(exc), secrets)
-        ctx.jobs.save(job)
+        # A long sync of the same workspace outlasted our deliveries. Queue the job
+        # afresh rather than fail it (leases expire, so a crashed holder cannot make
+        # this loop forever).
         ctx.queue.send(job_message(job), delay=RETRY_BUSY_S)
         log.info("job %s: workspace busy, queued again", job.job_id)
     except Exception as exc:
@@ -117,11 +118,10 @@ def _local_lock(store: WorkspaceStore) -> Iterator[None]:
     # A workspace folder may also be synced by `gitops-sync sync` on this machine. The
     # lease is what counts; a mount without flock support only loses this extra guard.
     with contextlib.ExitStack() as stack:
-        if isinstance(store, DirectoryStore):
-            try:
-                stack.enter_context(store.lock())
-            except OSError as exc:
-                log.debug("no local lock on %s: %s", store.describe(), exc)
+        try:
+            stack.enter_context(store.lock())
+        except OSError as exc:
+            log.debug("no local lock on %s: %s", store.describe(), exc)
         yield
 
 
@@ -129,7 +129,9 @@ def _run(ctx: AppContext, conn: Connection, job: Job, attempt: int) -> None:
     if _superseded(ctx, job):
         return
     store = ctx.workspace_store(conn.id)
-    with ctx.leases.hold(conn.id, wait=ctx.lease_wait_s), _local_lock(store):
+    with ctx.leases.hold(conn.id, wait=ctx.lease_wait_s) as lease, _local_lock(store):
+        # Every write checks the lease: one that could not be renewed stops the sync.
+        store = guard(store, lease)
         if _superseded(ctx, job):  # a newer push may have arrived while we waited
             return
         job.status, job.attempts, job.started_at = RUNNING, attempt, now_iso()

@@ -114,6 +114,10 @@ class AzureFilesStore:
     def name_problem(self, path: str) -> str | None:
         return azure_files_name_problem(path)
 
+    def lock(self) -> contextlib.AbstractContextManager[None]:
+        # A share has no lock of this machine's: the workspace's lease is the only one.
+        return contextlib.nullcontext()
+
     @contextlib.contextmanager
     def _errors(self, action: str, path: str = "", *, reading: bool = False) -> Iterator[None]:
         """Translate SDK errors at this boundary; messages carry no URL query or key."""

@@ -208,11 +208,3 @@ class JobQueue:
         self.client.close()
         if self._poison is not None:
             self._poison.client.close()
-
-    def peek_count(self) -> int:
-        """Approximate number of messages (for tests and status)."""
-        self.ensure()
-        try:
-            return int(self.client.get_queue_properties().approximate_message_count or 0)
-        except AzureError as exc:
-            raise _fail(exc, f"reading {self.name}") from exc

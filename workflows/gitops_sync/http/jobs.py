@@ -12,6 +12,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from .errors import error_response
 from .routing import ApiRoute
 
 if TYPE_CHECKING:
@@ -22,7 +23,7 @@ async def get_job(request: Request, ctx: AppContext) -> Response:
     job_id = str(request.path_params.get("job_id", ""))
     job = await run_in_threadpool(ctx.jobs.get, job_id)
     if job is None:
-        return JSONResponse({"error": "no such job"}, status_code=404)
+        return error_response(404, "no such job")
     return JSONResponse(job.public())
 
 

@@ -41,7 +41,7 @@ from ..core.errors import GitopsSyncError
 from ..core.manifest import Manifest
 from ..core.model import MODE_EXEC
 from ..core.paths import safe_client_path
-from .auth import key_ok, unauthorized
+from .errors import error_response
 from .routing import ApiRoute
 
 if TYPE_CHECKING:
@@ -128,19 +128,9 @@ class AbortableStreamingResponse(StreamingResponse):
             return
 
 
-def _error(status: int, message: str) -> JSONResponse:
-    # The shape of every error answer of the API: {"error": "<one clear line>"}.
-    return JSONResponse({"error": message}, status_code=status)
-
-
 def _not_found() -> JSONResponse:
     # The same answer for "no such file", "outside the workspace" and "reserved".
-    return _error(404, "no such file in the workspace")
-
-
-def _denied(request: Request, ctx: AppContext) -> bool:
-    # The local server enforces GITOPS_SYNC_API_KEY; in Azure the host checks function keys.
-    return bool(getattr(ctx, "enforce_keys", False)) and not key_ok(request, ctx.settings.api_key)
+    return error_response(404, "no such file in the workspace")
 
 
 def _open_workspace(connection: str | None, ctx: AppContext) -> tuple[WorkspaceStore, str | None]:
@@ -167,20 +157,18 @@ async def _manifest(request: Request, ctx: AppContext) -> Workspace | JSONRespon
         store, repository = await run_in_threadpool(_open_workspace, connection, ctx)
         manifest = await run_in_threadpool(load_manifest, store)
     except _NoSuchConnection:
-        return _error(404, "no such connection")
+        return error_response(404, "no such connection")
     except WorkspaceNotSynced as exc:
-        return _error(404, str(exc))
+        return error_response(404, str(exc))
     except GitopsSyncError as exc:
         log.warning("workspace unavailable: %s", exc)
-        return _error(503, "the workspace cannot be read right now")
+        return error_response(503, "the workspace cannot be read right now")
     return store, manifest, repository
 
 
 # ------------------------------------------------------------------------ archive
 async def get_archive(request: Request, ctx: AppContext) -> Response:
     """The whole workspace as a ZIP, streamed as it is produced; ETag = the synced commit."""
-    if _denied(request, ctx):
-        return unauthorized()
     got = await _manifest(request, ctx)
     if isinstance(got, Response):
         return got
@@ -209,12 +197,10 @@ async def get_archive(request: Request, ctx: AppContext) -> Response:
 # -------------------------------------------------------------------------- files
 async def list_files(request: Request, ctx: AppContext) -> Response:
     """The synced files under ``prefix`` (a plain string prefix), with sizes and blob ids."""
-    if _denied(request, ctx):
-        return unauthorized()
     raw = request.query_params.get("prefix", "")
     prefix = safe_client_path(raw)
     if prefix is None:
-        return _error(400, "prefix is not a workspace path")
+        return error_response(400, "prefix is not a workspace path")
     if prefix and raw.endswith("/"):
         prefix += "/"  # "src/" must not match "src2/"
     got = await _manifest(request, ctx)
@@ -231,8 +217,6 @@ async def list_files(request: Request, ctx: AppContext) -> Response:
 
 async def get_file(request: Request, ctx: AppContext) -> Response:
     """One synced file's bytes, with ``Range`` (206/416) and ``ETag`` = its blob id."""
-    if _denied(request, ctx):
-        return unauthorized()
     path = safe_client_path(request.path_params.get("path", ""))
     if not path:
         return _not_found()
@@ -263,7 +247,7 @@ async def get_file(request: Request, ctx: AppContext) -> Response:
         )
     try:
         if await run_in_threadpool(store.file_size, path) != entry.size:
-            return _error(409, "the workspace is being synced; retry")
+            return error_response(409, "the workspace is being synced; retry")
         if wanted is None:
             chunks = await run_in_threadpool(open_file, store, path)
             body: Iterator[bytes] = check_blob(chunks, entry)
@@ -278,7 +262,7 @@ async def get_file(request: Request, ctx: AppContext) -> Response:
         return _not_found()
     except (GitopsSyncError, OSError) as exc:
         log.warning("workspace file %s unreadable: %s", path, exc)
-        return _error(503, "the workspace cannot be read right now")
+        return error_response(503, "the workspace cannot be read right now")
     headers["Content-Length"] = str(length)
     return AbortableStreamingResponse(
         produce_ahead(_logged(body, path)), status_code=status, media_type=ctype, headers=headers
