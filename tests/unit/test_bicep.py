@@ -51,20 +51,29 @@ def _modules() -> dict[str, dict[str, Any]]:
 
 
 # Found by a regex so that a Bicep syntax error fails test_bicep_parses, not collection.
-MODULE_NAMES = sorted(
-    re.findall(r"^module\s+(\w+)\s", MAIN_BICEP.read_text(encoding="utf-8"), re.M)
+# (file, module) of every module declaration in every Bicep file, main.bicep's and nested ones.
+# Found by a regex so that a Bicep syntax error fails test_bicep_parses, not collection.
+MODULES = sorted(
+    (path, name)
+    for path in BICEP_FILES
+    for name in re.findall(r"^module\s+(\w+)\s", path.read_text(encoding="utf-8"), re.M)
 )
 
 
-@pytest.mark.parametrize("module", MODULE_NAMES, ids=MODULE_NAMES)
-def test_main_passes_each_module_exactly_its_parameters(module):
-    """main.bicep passes every required parameter of a module and none it does not declare."""
-    spec = _modules()[module]
-    target = bicep((MAIN_BICEP.parent / spec["detail"]["path"]).resolve())
+@pytest.mark.parametrize(("path", "module"), MODULES, ids=[f"{p.stem}:{m}" for p, m in MODULES])
+def test_each_module_gets_exactly_its_parameters(path, module):
+    """Every module declaration passes each required parameter of its file and no undeclared one."""
+    spec = bicep(path)["modules"][module]
+    target = bicep((path.parent / spec["detail"]["path"]).resolve())
     declared = target["parameters"]
     required = {n for n, p in declared.items() if p["default"] is None}
     passed = set(declaration(spec)["params"])
     assert (set(), set()) == (required - passed, passed - set(declared))
+
+
+def test_nested_modules_are_checked_too():
+    """The module list includes the functionapp target's access module, declared in a module."""
+    assert ("deploy-target", "targetAccess") in {(p.stem, m) for p, m in MODULES}
 
 
 def test_main_reads_only_outputs_its_modules_declare():
