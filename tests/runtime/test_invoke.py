@@ -132,13 +132,15 @@ def test_removed_function_is_404(runtime: FunctionRuntime, store: PackageStore) 
 def test_an_explicit_version_runs_that_version(
     runtime: FunctionRuntime, store: PackageStore
 ) -> None:
-    """invoke(version=ref) runs a kept version that is not the active one."""
+    """invoke(version=ref) runs a kept version that is not active; its idle worker stops later."""
     v1 = store.add("ver", 1, {"main.py": handlers.VERSION.format(version=1)})
     v2 = store.add("ver", 2, {"main.py": handlers.VERSION.format(version=2)})
     runtime.set_active("ver", v2)
 
     assert 1 == runtime.invoke("ver", b"{}", version=v1).json()["version"]
     assert 2 == runtime.invoke("ver", b"{}").json()["version"]
+    wait_for(lambda: len(runtime.worker_pids()) == 1, what="v1's idle worker to stop")
+    assert 1 == runtime.invoke("ver", b"{}", version=v1).json()["version"]
 
 
 def test_handler_errors_are_500_with_type_and_message(

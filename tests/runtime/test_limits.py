@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import threading
 from pathlib import Path
 
@@ -130,3 +132,20 @@ def test_a_forked_child_that_lingers_is_killed_with_its_worker(
     assert 200 == status
     wait_for(lambda: not running(answer["child"]), what="the forked child to be killed")
     wait_for(lambda: not running(answer["pid"]), what="the forking worker to be replaced")
+
+
+def test_a_killed_fork_server_is_replaced(runtime: FunctionRuntime, store: PackageStore) -> None:
+    """Workers outlive a killed fork server, and the next cold start gets a new fork server."""
+    runtime.set_active("echo", store.add("echo", 1, {"main.py": handlers.ECHO}))
+    status, first = _call(runtime, "echo", {})
+    assert 200 == status
+    [forkserver] = runtime.forkserver_pids()
+
+    os.kill(forkserver, signal.SIGKILL)
+    wait_for(lambda: not running(forkserver), what="the fork server to die")
+
+    assert first["pid"] == _call(runtime, "echo", {})[1]["pid"]
+    runtime.set_active("echo", store.add("echo", 2, {"main.py": handlers.ECHO}))
+    status, second = _call(runtime, "echo", {})
+    assert (200, 2) == (status, second["version"])
+    assert [forkserver] != runtime.forkserver_pids()

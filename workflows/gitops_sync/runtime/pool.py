@@ -192,6 +192,12 @@ class Pool:
         return self._retired
 
     @property
+    def idle(self) -> bool:
+        """No worker and nothing in flight."""
+        with self._cond:
+            return self._count() == 0 and self._inflight == 0
+
+    @property
     def drained(self) -> bool:
         with self._cond:
             return self._retired and self._count() == 0 and self._inflight == 0

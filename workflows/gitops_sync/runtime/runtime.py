@@ -262,6 +262,10 @@ class FunctionRuntime:
                 warm = kept is not None and kept.key == key
                 warm = warm or (previous is not None and previous[0].key == key)
                 plan.append((pool, pool.warm_workers if warm else 0, warm))
+            for key, pool in list(self._pools.items()):  # e.g. an old version invoked by number
+                warm_now = any(p is pool and w for p, _, w in plan)
+                if not warm_now and pool.idle and now - pool.last_used >= self.idle_seconds:
+                    self._retire(key)
             self._draining = [p for p in self._draining if not p.drained]
             draining = list(self._draining)
         for pool, keep, warm in plan:
