@@ -32,8 +32,10 @@ def handle(event, context):
         "dep": tinydep.VALUE,
         "function_name": context.function_name,
         "version": context.version,
+        "sha256": context.sha256,
         "invocation_id": context.invocation_id,
         "remaining": context.remaining_time(),
+        "remaining_ms": context.get_remaining_time_in_millis(),
         "env": __import__("os").environ.get("GREET_STYLE"),
     }
 """
@@ -114,7 +116,7 @@ def _load(app: AppPackage, where: Path) -> ModuleType:
 
 @pytest.fixture()
 def generated(tmp_path: Path, isolated: None) -> tuple[AppPackage, dict[str, Any]]:
-    app = build_app_package(_packages())
+    app = build_app_package(_packages(), versions={"greet": 7})
     module = _load(app, tmp_path / "app")
     return app, {f.get_function_name(): f for f in module.app.get_functions()}
 
@@ -158,10 +160,12 @@ def test_handler_gets_the_event_and_a_context_and_sees_include_deps_and_environm
     status, body = _post(functions["invoke_greet"], b'{"name": "ada"}', "functions/greet/invoke")
     greet = next(f for f in app.functions if f.name == "greet")
     assert 200 == status
-    assert ("greet", "HELLO ADA!", 42, "greet", greet.sha256, "loud") == (
-        body["who"], body["text"], body["dep"], body["function_name"], body["version"], body["env"]
+    assert ("greet", "HELLO ADA!", 42, "greet", 7, greet.sha256, "loud") == (
+        body["who"], body["text"], body["dep"], body["function_name"], body["version"],
+        body["sha256"], body["env"]
     )  # fmt: skip
     assert 0 < body["remaining"] <= 5
+    assert 0 < body["remaining_ms"] <= 5000  # the builtin runtime's name for the same thing
     assert 36 == len(body["invocation_id"])
 
 

@@ -194,7 +194,10 @@ def _check_environment(functions: Sequence[_Unpacked]) -> None:
 
 
 def build_app_package(
-    functions: Sequence[tuple[str, str, bytes]], *, source_date_epoch: int | None = None
+    functions: Sequence[tuple[str, str, bytes]],
+    *,
+    source_date_epoch: int | None = None,
+    versions: Mapping[str, int] | None = None,
 ) -> AppPackage:
     """One Function App ZIP running every given (name, sha256, function package) version."""
     names = [name for name, _, _ in functions]
@@ -223,6 +226,8 @@ def build_app_package(
             {
                 "name": fn.name,
                 "sha256": fn.sha256,
+                "version": (versions or {}).get(fn.name),
+                "memory_mb": config.get("memory_mb", 128),
                 "commit": fn.manifest.get("commit"),
                 "handler": config["handler"],
                 "timeout_seconds": config.get("timeout_seconds", 30),

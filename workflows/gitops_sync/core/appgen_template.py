@@ -45,18 +45,25 @@ _log = logging.getLogger("gitops_sync.functionapp")
 
 
 class Context:
-    """What a handler gets besides its event: who it is, which version, how long it has."""
+    """What a handler gets besides its event: the same names as the builtin runtime's context."""
 
-    def __init__(self, name: str, version: str, timeout_seconds: float) -> None:
-        self.function_name = name
-        self.version = version  # the function's content sha256
-        self.invocation_id = str(uuid.uuid4())
-        self.deadline = time.monotonic() + timeout_seconds
-        self.logger = logging.getLogger(f"gitops_sync.functions.{name}")
+    def __init__(self, entry: dict[str, Any], timeout_seconds: float) -> None:
+        self.function_name = entry["name"]
+        self.version = self.function_version = entry.get("version")  # the version number
+        self.sha256 = entry["sha256"]  # the function's content hash
+        self.invocation_id = self.aws_request_id = str(uuid.uuid4())
+        self.memory_limit_in_mb = entry.get("memory_mb")
+        self.deadline = time.time() + timeout_seconds  # epoch seconds
+        self._deadline = time.monotonic() + timeout_seconds
+        self.logger = logging.getLogger(f"gitops_sync.functions.{entry['name']}")
+
+    def get_remaining_time_in_millis(self) -> int:
+        """Milliseconds left before ``timeout_seconds`` is up (never below 0)."""
+        return max(0, int((self._deadline - time.monotonic()) * 1000))
 
     def remaining_time(self) -> float:
         """Seconds left before ``timeout_seconds`` is up (never below 0)."""
-        return max(0.0, self.deadline - time.monotonic())
+        return max(0.0, self._deadline - time.monotonic())
 
 
 def _json(status: int, body: Any) -> func.HttpResponse:
@@ -105,7 +112,7 @@ def _load_handler(name: str, handler: str) -> Callable[..., Any]:
 
 
 def _register(entry: dict[str, Any]) -> None:
-    name, version = entry["name"], entry["sha256"]
+    name = entry["name"]
     timeout = float(entry["timeout_seconds"])
     os.environ.update(entry["environment"])
     missing = [s for s in entry["secrets"] if s not in os.environ]
@@ -127,7 +134,7 @@ def _register(entry: dict[str, Any]) -> None:
             event = json.loads(body) if body.strip() else {}
         except ValueError:
             return _error(400, "BadRequest", "the request body must be JSON")
-        context = Context(name, version, timeout)
+        context = Context(entry, timeout)
         try:
             answer = json.dumps(handler(event, context))
         except Exception as exc:

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from ..adapters.arm import FunctionAppApi
 from ..adapters.packages import PackageBlobs
 from ..adapters.versions import FunctionRecord, VersionStore
-from ..core.appgen import AppBuildError, build_app_package
+from ..core.appgen import AppBuildError, app_key, build_app_package
 from .functionapp import activate_functionapp
 
 log = logging.getLogger("gitops_sync")
@@ -52,6 +52,9 @@ class FunctionAppTarget:
 
     def __call__(self, active: list[FunctionRecord]) -> str | None:
         """Activate ``active`` on the app; None when done (or nothing to do), else why not."""
+        last_key = self.versions.get_target_key("functionapp")
+        if app_key((r.name, r.active_sha256) for r in active) == last_key:
+            return None  # the same set of versions runs there: nothing to download or call
         functions = []
         for rec in sorted(active, key=lambda r: r.name):
             version = self.versions.get_version(rec.name, rec.active_version)
@@ -62,10 +65,13 @@ class FunctionAppTarget:
         raw_epoch = self.source_date_epoch or ""
         epoch = int(raw_epoch) if raw_epoch.isdigit() else None
         try:
-            app = build_app_package(functions, source_date_epoch=epoch)
+            app = build_app_package(
+                functions,
+                source_date_epoch=epoch,
+                versions={r.name: r.active_version for r in active},
+            )
         except AppBuildError as exc:
             return str(exc)
-        last_key = self.versions.get_target_key("functionapp")
         result = activate_functionapp(
             self.api,
             self.blobs,
