@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from gitops_sync.adapters.git_source import GitSource
-from gitops_sync.core.packaging import fixed_date_time, read_manifest
+from gitops_sync.core.packaging import epoch_from, read_manifest
+from gitops_sync.core.zipwrite import zip_timestamp
 from gitops_sync.deploy.build import scan_functions
 from tests.deploy_support import add_function, build_one, make_wheel
 from tests.gitrepo import Repo
@@ -65,9 +66,15 @@ def test_zip_entries_are_normalised(repo, tmp_path):
 
 def test_source_date_epoch_sets_the_time_and_is_clamped_to_1980():
     """SOURCE_DATE_EPOCH gives the time (even seconds); earlier than 1980 gives 1980."""
-    assert (2023, 11, 14, 22, 13, 20) == fixed_date_time("1700000001")
-    assert (1980, 1, 1, 0, 0, 0) == fixed_date_time("0")
-    assert (1980, 1, 1, 0, 0, 0) == fixed_date_time("not a number")
+    assert (2023, 11, 14, 22, 13, 20) == zip_timestamp(epoch_from("1700000001"))
+    assert (1980, 1, 1, 0, 0, 0) == zip_timestamp(epoch_from("0"))
+    assert (1980, 1, 1, 0, 0, 0) == zip_timestamp(epoch_from("not a number"))
+
+
+def test_source_date_epoch_reaches_the_package(repo, tmp_path):
+    """A build with SOURCE_DATE_EPOCH dates every entry with it."""
+    pkg = build_one(repo.path, repo.commit(), "gamma", tmp_path / "pip", epoch="1700000001")
+    assert {(2023, 11, 14, 22, 13, 20)} == {i.date_time for i in _zip_entries(pkg.data)}
 
 
 _BUILD_SCRIPT = """

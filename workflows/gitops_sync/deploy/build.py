@@ -39,7 +39,7 @@ def _deps_entries(installed: InstalledDeps) -> list[Entry]:
                 continue
             rel = full.relative_to(root).as_posix()
             executable = bool(full.stat().st_mode & 0o111)
-            entries.append(Entry(f"{DEPS_DIR}/{rel}", executable, full.read_bytes()))
+            entries.append(Entry(f"{DEPS_DIR}/{rel}", full.read_bytes(), executable))
     return entries
 
 
@@ -57,7 +57,7 @@ class PackageBuilder:
         entries: list[Entry] = []
         with self.source.blobs([m.blob_id for m in members]) as reader:
             for (_oid, _size, chunks), m in zip(reader, members, strict=True):
-                entries.append(Entry(m.path, m.mode == MODE_EXEC, b"".join(chunks)))
+                entries.append(Entry(m.path, b"".join(chunks), m.mode == MODE_EXEC))
         return entries
 
     def build(

@@ -216,7 +216,7 @@ def _package_version(
             package, _reqs = builder.build(spec, members, sha256=sha, commit=commit)
         except StorageError:
             raise
-        except GitopsSyncError as exc:
+        except (GitopsSyncError, ValueError) as exc:  # ValueError: a name a ZIP cannot hold
             raise _BuildFailed(f"{spec.directory}: {exc}") from exc
         if d.blobs.upload(blob, package.data):
             summary.bytes_uploaded += package.size
