@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from .forkserver import ForkServer, close_quietly
+from .limits import CgroupMemory
 from .model import FUNCTIONS_LOGGER, WorkerLost, WorkerStartError, WorkerTimedOut
 
 HEADER = struct.Struct(">II")
@@ -36,6 +37,7 @@ class WorkerSpec:
     function: str
     version: int
     forkserver: ForkServer
+    cgroup: CgroupMemory | None
     root: Path
     handler: str
     memory_mb: int
@@ -58,8 +60,21 @@ class Worker:
         self._resp_r, resp_w = os.pipe()
         life_r, self._life_w = os.pipe()
         log_r, log_w = os.pipe()
+        self.cgroup_path: Path | None = None
+        self.oom_killed = False
+        self.limit = "rlimit"
+        if spec.cgroup is not None:
+            try:
+                self.cgroup_path = spec.cgroup.create(spec.memory_mb)
+            except OSError as exc:
+                log.warning(
+                    "no memory cgroup for a worker of %s (%s): RLIMIT_AS", spec.function, exc
+                )
         request = {
             "config": {
+                "cgroup_procs": str(self.cgroup_path / "cgroup.procs")
+                if self.cgroup_path
+                else None,
                 "function": spec.function,
                 "version": spec.version,
                 "handler": spec.handler,
@@ -75,6 +90,8 @@ class Worker:
             )
         except WorkerStartError:
             close_quietly((self._req_w, self._resp_r, self._life_w, log_r))
+            if spec.cgroup is not None and self.cgroup_path is not None:
+                spec.cgroup.remove(self.cgroup_path)
             raise
         finally:
             close_quietly((req_r, resp_w, life_r, log_w))
@@ -101,6 +118,10 @@ class Worker:
             self.kill()
             raise WorkerStartError(502, f"worker sent {meta.get('kind')!r} instead of ready")
         self.base_bytes = int(meta.get("base_bytes", 0))
+        if meta.get("limit") == "cgroup" and spec.cgroup is not None:
+            self.limit = spec.cgroup.description
+        else:
+            self.limit = f"RLIMIT_AS (+{self.base_bytes / 2**20:.0f} MiB headroom)"
 
     @property
     def alive(self) -> bool:
@@ -172,6 +193,10 @@ class Worker:
         close_quietly((self._req_w, self._resp_r, self._life_w))
         if self._pidfd is not None:
             close_quietly((self._pidfd,))
+        cgroup = self.spec.cgroup
+        if cgroup is not None and self.cgroup_path is not None:
+            self.oom_killed = cgroup.oom_killed(self.cgroup_path)
+            cgroup.remove(self.cgroup_path)
 
     def _forward_logs(self, fd: int) -> None:
         spec = self.spec
