@@ -183,3 +183,21 @@ def test_each_worker_gets_its_own_memory_cgroup_when_the_host_allows(
 
     assert not folder.exists()
     assert not runtime.cgroups.parent.exists()
+
+
+def test_a_stopped_worker_times_out_even_mid_request(
+    runtime: FunctionRuntime, store: PackageStore
+) -> None:
+    """A worker that stops reading (SIGSTOP) while a 1 MiB request is sent gets 504, not a hang."""
+    runtime.set_active(
+        "slow", store.add("slow", 1, {"main.py": handlers.MISBEHAVE}, timeout_seconds=1)
+    )
+    _, first = _call(runtime, "slow", {"do": "hello"})
+    os.kill(first["pid"], signal.SIGSTOP)
+
+    result = runtime.invoke("slow", json.dumps({"do": "hello", "pad": "x" * 2**20}).encode())
+
+    assert 504 == result.status
+    wait_for(lambda: not running(first["pid"]), what="the stopped worker to be killed")
+    status, again = _call(runtime, "slow", {"do": "hello"})
+    assert (200, True) == (status, again["pid"] != first["pid"])

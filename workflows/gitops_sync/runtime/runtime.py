@@ -157,6 +157,10 @@ class FunctionRuntime:
         except WorkerStartError as exc:
             pool.leave()
             return error_result(exc.status, str(exc), headers, **exc.extra)
+        except Exception as exc:  # invoke never raises: e.g. out of file descriptors
+            pool.leave()
+            log.exception("function=%s version=%s worker start failed", ref.name, ref.version)
+            return error_result(502, f"worker could not be started: {exc}", headers)
         healthy = False
         try:
             meta, payload = worker.invoke(invocation_id, body, timeout)
@@ -171,6 +175,9 @@ class FunctionRuntime:
             return error_result(
                 502, f"{exc} (its memory cap is {memory_mb} MB; the worker is replaced)", headers
             )
+        except Exception as exc:
+            log.exception("function=%s version=%s invocation failed", ref.name, ref.version)
+            return error_result(502, f"the worker broke its protocol: {exc}", headers)
         else:
             healthy = not meta.get("recycle")
         finally:

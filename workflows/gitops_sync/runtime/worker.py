@@ -57,6 +57,7 @@ class Worker:
         self._buf = bytearray()
         self._kill_lock = threading.Lock()
         req_r, self._req_w = os.pipe()
+        os.set_blocking(self._req_w, False)
         self._resp_r, resp_w = os.pipe()
         life_r, self._life_w = os.pipe()
         log_r, log_w = os.pipe()
@@ -140,13 +141,27 @@ class Worker:
         deadline = time.monotonic() + timeout
         meta = json.dumps({"id": invocation_id, "timeout": timeout}).encode()
         try:
-            _write_all(self._req_w, HEADER.pack(len(meta), len(payload)) + meta + payload)
+            self._send(HEADER.pack(len(meta), len(payload)) + meta + payload, deadline)
         except OSError:  # its request pipe is closed: it died; the exit frame says how
             return self._read_frame(deadline)
         try:
             return self._read_frame(deadline)
         finally:
             self.invocation = ""
+
+    def _send(self, data: bytes, deadline: float) -> None:
+        """Writes a request (the pipe is non-blocking: a worker that stops reading times out)."""
+        view = memoryview(data)
+        while view:
+            try:
+                view = view[os.write(self._req_w, view) :]
+                continue
+            except BlockingIOError:
+                pass
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not select.select([], [self._req_w], [], remaining)[1]:
+                self.kill()
+                raise WorkerTimedOut()
 
     def _read_frame(self, deadline: float) -> tuple[dict[str, Any], bytes]:
         self._fill(HEADER.size, deadline)
@@ -229,9 +244,3 @@ def _exit_reason(code: Any) -> str:
             name = f"signal {-code}"
         return f"worker process was killed by {name}"
     return f"worker process exited with code {code}"
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
