@@ -13,6 +13,7 @@ import pytest
 from gitops_sync.runtime import FunctionRuntime
 
 from . import handlers
+from .conftest import SETTINGS
 from .packages import PackageStore
 from .util import running, wait_for
 
@@ -73,10 +74,22 @@ def test_an_infinite_loop_is_killed_and_replaced(
     assert (200, True) == (status, again["pid"] != first["pid"])
 
 
+@pytest.mark.parametrize("mechanism", ["auto", "rlimit"])
 def test_an_allocator_past_its_memory_gets_502_and_the_server_is_unaffected(
-    runtime: FunctionRuntime, store: PackageStore
+    tmp_path: Path, store: PackageStore, pycache: Path, mechanism: str
 ) -> None:
     """Allocating past memory_mb answers 502 naming the cap; the server's RSS does not grow."""
+    runtime = FunctionRuntime(
+        cache_dir=tmp_path / "cache", load_package=store, lookup_setting=SETTINGS.get,
+        pycache_dir=pycache, memory_limit=mechanism,
+    )  # fmt: skip
+    try:
+        _allocate_past_the_cap(runtime, store)
+    finally:
+        runtime.close()
+
+
+def _allocate_past_the_cap(runtime: FunctionRuntime, store: PackageStore) -> None:
     ref = store.add("hog", 1, {"main.py": handlers.MISBEHAVE}, memory_mb=64)
     runtime.set_active("hog", ref)
     status, fits = _call(runtime, "hog", {"do": "allocate", "mb": 32})
@@ -90,7 +103,8 @@ def test_an_allocator_past_its_memory_gets_502_and_the_server_is_unaffected(
     assert _rss_bytes() - before < 32 * 1024 * 1024
     status, again = _call(runtime, "hog", {"do": "allocate", "mb": 32})
     assert (200, True) == (status, again["pid"] != fits["pid"])
-    assert runtime.describe("hog")["memory_limit"].startswith("RLIMIT_AS (+")
+    expected = runtime.cgroups.description if runtime.cgroups else "RLIMIT_AS (+"
+    assert runtime.describe("hog")["memory_limit"].startswith(expected)
 
 
 @pytest.mark.parametrize(
@@ -149,3 +163,41 @@ def test_a_killed_fork_server_is_replaced(runtime: FunctionRuntime, store: Packa
     status, second = _call(runtime, "echo", {})
     assert (200, 2) == (status, second["version"])
     assert [forkserver] != runtime.forkserver_pids()
+
+
+def test_each_worker_gets_its_own_memory_cgroup_when_the_host_allows(
+    runtime: FunctionRuntime, store: PackageStore
+) -> None:
+    """With cgroups available, a worker runs in its own capped cgroup, deleted after the worker."""
+    if runtime.cgroups is None:
+        pytest.skip("this host lets us create no memory cgroup (RLIMIT_AS is tested above)")
+    runtime.set_active("echo", store.add("echo", 1, {"main.py": handlers.ECHO}, memory_mb=96))
+    pid = _call(runtime, "echo", {})[1]["pid"]
+    controller = "0:" if runtime.cgroups.version == 2 else "memory:"
+    line = next(x for x in Path(f"/proc/{pid}/cgroup").read_text().splitlines() if controller in x)
+    folder = runtime.cgroups.parent / line.rsplit("/", 1)[1]
+    limit = "memory.max" if runtime.cgroups.version == 2 else "memory.limit_in_bytes"
+    assert str(96 * 1024 * 1024) == (folder / limit).read_text().strip()
+
+    runtime.close()
+
+    assert not folder.exists()
+    assert not runtime.cgroups.parent.exists()
+
+
+def test_a_stopped_worker_times_out_even_mid_request(
+    runtime: FunctionRuntime, store: PackageStore
+) -> None:
+    """A worker that stops reading (SIGSTOP) while a 1 MiB request is sent gets 504, not a hang."""
+    runtime.set_active(
+        "slow", store.add("slow", 1, {"main.py": handlers.MISBEHAVE}, timeout_seconds=1)
+    )
+    _, first = _call(runtime, "slow", {"do": "hello"})
+    os.kill(first["pid"], signal.SIGSTOP)
+
+    result = runtime.invoke("slow", json.dumps({"do": "hello", "pad": "x" * 2**20}).encode())
+
+    assert 504 == result.status
+    wait_for(lambda: not running(first["pid"]), what="the stopped worker to be killed")
+    status, again = _call(runtime, "slow", {"do": "hello"})
+    assert (200, True) == (status, again["pid"] != first["pid"])

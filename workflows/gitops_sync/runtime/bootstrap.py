@@ -224,7 +224,7 @@ def worker_main(config):
     pid = os.getpid()
     forked = []
     os.register_at_fork(after_in_parent=lambda: forked.append(1))
-    base = limit_memory(config["memory_mb"])
+    base = 0 if config.get("cgroup_procs") else limit_memory(config["memory_mb"])
 
     out, err = TaggedStream(1, "stdout"), TaggedStream(2, "stderr")
     streams = (out, err)
@@ -251,7 +251,8 @@ def worker_main(config):
         os._exit(3)
     if "logging" in sys.modules:
         configure_logging()
-    write_frame(resp_fd, {"kind": "ready", "base_bytes": base, "pid": pid})
+    limit = "cgroup" if config.get("cgroup_procs") else "rlimit"
+    write_frame(resp_fd, {"kind": "ready", "base_bytes": base, "pid": pid, "limit": limit})
 
     while True:
         frame = read_frame(req_fd)
@@ -340,6 +341,13 @@ def start_worker(request, fds):
     """In a freshly forked child: own session, log pipe as stdout/stderr, built env, then serve."""
     req_fd, resp_fd, life_fd, log_fd = fds
     os.setsid()
+    config = dict(request["config"], req_fd=req_fd, resp_fd=resp_fd, life_fd=life_fd)
+    if config.get("cgroup_procs"):
+        try:  # join our memory cgroup before anything of the function is loaded
+            with open(config["cgroup_procs"], "w") as procs:
+                procs.write(str(os.getpid()))
+        except OSError:
+            config["cgroup_procs"] = None  # then RLIMIT_AS caps us instead
     os.dup2(log_fd, 1)
     os.dup2(log_fd, 2)
     keep = {0, 1, 2, req_fd, resp_fd, life_fd}
@@ -352,7 +360,6 @@ def start_worker(request, fds):
     os.chdir(request["cwd"])
     os.environ.clear()
     os.environ.update(request["env"])
-    config = dict(request["config"], req_fd=req_fd, resp_fd=resp_fd, life_fd=life_fd)
     worker_main(config)
 
 

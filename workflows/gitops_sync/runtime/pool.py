@@ -44,7 +44,7 @@ class Pool:
         self._retired = False
         self._spawn_failed_at = -SPAWN_RETRY_SECONDS
         self.last_used = time.monotonic()
-        self.base_bytes = 0
+        self.limit = ""  # the memory limit in force, as the last started worker reported it
 
     # -- invocations --------------------------------------------------------------------------
     def admit(self) -> Admission:
@@ -92,7 +92,7 @@ class Pool:
         with self._cond:
             self._starting -= 1
             self._busy.add(worker)
-            self.base_bytes = worker.base_bytes
+            self.limit = worker.limit
         return worker
 
     def checkin(self, worker: Worker, *, healthy: bool) -> None:
@@ -141,7 +141,7 @@ class Pool:
         with self._cond:
             self._starting -= 1
             self._warming -= 1
-            self.base_bytes = worker.base_bytes
+            self.limit = worker.limit
             stale = self._retired
             if not stale:
                 worker.idle_since = time.monotonic()

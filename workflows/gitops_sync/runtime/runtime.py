@@ -18,6 +18,7 @@ from typing import Any
 
 from .forkserver import ForkServer
 from .interpreters import available_runtimes, find_interpreter
+from .limits import detect_memory_cgroup
 from .model import (
     FUNCTIONS_LOGGER,
     MAX_BODY_BYTES,
@@ -50,11 +51,14 @@ class FunctionRuntime:
         keep_previous_seconds: float = 300.0,
         server_environ: dict[str, str] | None = None,
         pycache_dir: Path | None = None,
+        memory_limit: str = "auto",
     ) -> None:
         self.cache_dir = Path(cache_dir)
         self.packages = PackageCache(self.cache_dir / "packages")
         # bytecode of the stdlib and of every package, outside the read-only package folders
         self.pycache_dir = pycache_dir or self.cache_dir / "pycache"
+        # "auto": a memory cgroup per worker when this host lets us create one; "rlimit": never
+        self.cgroups = detect_memory_cgroup() if memory_limit == "auto" else None
         self._load_package = load_package
         self._lookup_setting = lookup_setting
         self.idle_seconds = idle_seconds
@@ -153,6 +157,10 @@ class FunctionRuntime:
         except WorkerStartError as exc:
             pool.leave()
             return error_result(exc.status, str(exc), headers, **exc.extra)
+        except Exception as exc:  # invoke never raises: e.g. out of file descriptors
+            pool.leave()
+            log.exception("function=%s version=%s worker start failed", ref.name, ref.version)
+            return error_result(502, f"worker could not be started: {exc}", headers)
         healthy = False
         try:
             meta, payload = worker.invoke(invocation_id, body, timeout)
@@ -161,9 +169,15 @@ class FunctionRuntime:
                 504, f"{ref.name} ran past its timeout of {timeout:g} s; worker killed", headers
             )
         except WorkerLost as exc:
+            if worker.oom_killed:
+                message = f"{ref.name} ran out of memory: past its memory_mb = {memory_mb} MB"
+                return error_result(502, f"{message} ({exc})", headers, memory_mb=memory_mb)
             return error_result(
                 502, f"{exc} (its memory cap is {memory_mb} MB; the worker is replaced)", headers
             )
+        except Exception as exc:
+            log.exception("function=%s version=%s invocation failed", ref.name, ref.version)
+            return error_result(502, f"the worker broke its protocol: {exc}", headers)
         else:
             healthy = not meta.get("recycle")
         finally:
@@ -206,6 +220,7 @@ class FunctionRuntime:
                 handler=str(ref.config["handler"]),
                 memory_mb=int(ref.config.get("memory_mb", 128)),
                 env=self._environment(ref),
+                cgroup=self.cgroups,
             )
         )
 
@@ -283,12 +298,12 @@ class FunctionRuntime:
             prev = self._previous.get(name)
             prev_pool = self._pools.get(prev[0].key) if prev is not None else None
         counts = pool.counts() if pool else {"warm": 0, "busy": 0, "starting": 0, "in_flight": 0}
-        base = pool.base_bytes if pool else 0
-        headroom = (
-            f"RLIMIT_AS (+{base / 2**20:.0f} MiB headroom)"
-            if base
-            else "RLIMIT_AS (+headroom measured when a worker starts)"
-        )
+        if pool is not None and pool.limit:
+            headroom = pool.limit
+        elif self.cgroups is not None:
+            headroom = self.cgroups.description
+        else:
+            headroom = "RLIMIT_AS (+headroom measured when a worker starts)"
         return {
             **counts,
             "active_version": ref.version if ref else None,
@@ -338,6 +353,8 @@ class FunctionRuntime:
             servers, self._forkservers = list(self._forkservers.values()), {}
         for server in servers:
             server.close()
+        if self.cgroups is not None:
+            self.cgroups.close()
         self._reaper.join(timeout=10)
 
     def __enter__(self) -> FunctionRuntime:

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from .forkserver import ForkServer, close_quietly
+from .limits import CgroupMemory
 from .model import FUNCTIONS_LOGGER, WorkerLost, WorkerStartError, WorkerTimedOut
 
 HEADER = struct.Struct(">II")
@@ -36,6 +37,7 @@ class WorkerSpec:
     function: str
     version: int
     forkserver: ForkServer
+    cgroup: CgroupMemory | None
     root: Path
     handler: str
     memory_mb: int
@@ -55,11 +57,25 @@ class Worker:
         self._buf = bytearray()
         self._kill_lock = threading.Lock()
         req_r, self._req_w = os.pipe()
+        os.set_blocking(self._req_w, False)
         self._resp_r, resp_w = os.pipe()
         life_r, self._life_w = os.pipe()
         log_r, log_w = os.pipe()
+        self.cgroup_path: Path | None = None
+        self.oom_killed = False
+        self.limit = "rlimit"
+        if spec.cgroup is not None:
+            try:
+                self.cgroup_path = spec.cgroup.create(spec.memory_mb)
+            except OSError as exc:
+                log.warning(
+                    "no memory cgroup for a worker of %s (%s): RLIMIT_AS", spec.function, exc
+                )
         request = {
             "config": {
+                "cgroup_procs": str(self.cgroup_path / "cgroup.procs")
+                if self.cgroup_path
+                else None,
                 "function": spec.function,
                 "version": spec.version,
                 "handler": spec.handler,
@@ -75,6 +91,8 @@ class Worker:
             )
         except WorkerStartError:
             close_quietly((self._req_w, self._resp_r, self._life_w, log_r))
+            if spec.cgroup is not None and self.cgroup_path is not None:
+                spec.cgroup.remove(self.cgroup_path)
             raise
         finally:
             close_quietly((req_r, resp_w, life_r, log_w))
@@ -101,6 +119,10 @@ class Worker:
             self.kill()
             raise WorkerStartError(502, f"worker sent {meta.get('kind')!r} instead of ready")
         self.base_bytes = int(meta.get("base_bytes", 0))
+        if meta.get("limit") == "cgroup" and spec.cgroup is not None:
+            self.limit = spec.cgroup.description
+        else:
+            self.limit = f"RLIMIT_AS (+{self.base_bytes / 2**20:.0f} MiB headroom)"
 
     @property
     def alive(self) -> bool:
@@ -119,13 +141,27 @@ class Worker:
         deadline = time.monotonic() + timeout
         meta = json.dumps({"id": invocation_id, "timeout": timeout}).encode()
         try:
-            _write_all(self._req_w, HEADER.pack(len(meta), len(payload)) + meta + payload)
+            self._send(HEADER.pack(len(meta), len(payload)) + meta + payload, deadline)
         except OSError:  # its request pipe is closed: it died; the exit frame says how
             return self._read_frame(deadline)
         try:
             return self._read_frame(deadline)
         finally:
             self.invocation = ""
+
+    def _send(self, data: bytes, deadline: float) -> None:
+        """Writes a request (the pipe is non-blocking: a worker that stops reading times out)."""
+        view = memoryview(data)
+        while view:
+            try:
+                view = view[os.write(self._req_w, view) :]
+                continue
+            except BlockingIOError:
+                pass
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not select.select([], [self._req_w], [], remaining)[1]:
+                self.kill()
+                raise WorkerTimedOut()
 
     def _read_frame(self, deadline: float) -> tuple[dict[str, Any], bytes]:
         self._fill(HEADER.size, deadline)
@@ -172,6 +208,10 @@ class Worker:
         close_quietly((self._req_w, self._resp_r, self._life_w))
         if self._pidfd is not None:
             close_quietly((self._pidfd,))
+        cgroup = self.spec.cgroup
+        if cgroup is not None and self.cgroup_path is not None:
+            self.oom_killed = cgroup.oom_killed(self.cgroup_path)
+            cgroup.remove(self.cgroup_path)
 
     def _forward_logs(self, fd: int) -> None:
         spec = self.spec
@@ -204,9 +244,3 @@ def _exit_reason(code: Any) -> str:
             name = f"signal {-code}"
         return f"worker process was killed by {name}"
     return f"worker process exited with code {code}"
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
