@@ -263,3 +263,16 @@ def test_where_chmod_does_not_stick_nothing_churns(tmp_path: Path, store_cls: ty
     smb_sync()
     settled = smb_sync()
     assert (0, 0) == (settled.bytes_written, settled.counts["updated"])
+
+
+def test_a_stray_git_directory_at_the_top_is_removed(tmp_path: Path) -> None:
+    """A ``.git`` the sync did not write goes, as on the manifest path (git never lists it)."""
+    repo = Repo(tmp_path / "repo")
+    a = many_files(repo, 5)
+    ws = tmp_path / "ws"
+    sync(repo, DirectoryStore(ws))
+    (ws / ".git" / "objects").mkdir(parents=True)
+    (ws / ".git" / "HEAD").write_text("ref: refs/heads/main\n")
+    result = sync(repo, DirectoryStore(ws))
+    assert (1, False) == (result.counts["deleted"], (ws / ".git").exists())
+    assert_exact(repo, a, ws)
