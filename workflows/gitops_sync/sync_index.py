@@ -19,6 +19,7 @@ phases and apply order; what differs is how the two sides are listed:
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, cast
 
@@ -189,6 +190,8 @@ def _incremental(
     indexed_before = idx.entry_count()
     rows_match_index = manifest.index is not None and manifest.index == idx.checksum()
     changes, drift, untracked, bad_names = idx.observe(commit)
+    if os.path.lexists(store.local_root / ".git"):
+        untracked.append(".git")  # git never lists its own name; the sync removes it
     records: list[TreeRecord] | None = None
     if any(c.path == SYNCIGNORE for c in changes):
         # The selection itself changed: compare the whole tree with the whole index.

@@ -7,7 +7,6 @@ ETag (it changes on every write and metadata change), so drift is seen without d
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
 import threading
 import uuid
@@ -24,6 +23,7 @@ from azure.core.exceptions import (
 )
 from azure.storage.fileshare import ShareClient, ShareDirectoryClient, ShareFileClient
 
+from ..core.blobid import BlobHasher
 from ..core.errors import StorageError, UsageError, WorkspaceNotWritable
 from ..core.model import MODE_EXEC, MODE_FILE, Content, Listing, ObservedFile, parent_dirs
 from ..core.paths import azure_files_name_problem
@@ -234,7 +234,7 @@ class AzureFilesStore:
     def hash_file(self, path: str) -> Content:
         with self._errors("read", path, reading=True):
             download = self._file(path).download_file(max_concurrency=1)
-            h = hashlib.sha1(b"blob %d\0" % download.size)  # noqa: S324 (git's object id)
+            h = BlobHasher(download.size)
             for chunk in download.chunks():
                 h.update(chunk)
             return Content(h.hexdigest(), _mode_of(download.properties.metadata))

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import hashlib
 import os
 import stat
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from ..core.errors import ConflictError, WorkspaceNotWritable
+from ..core.blobid import BlobHasher
+from ..core.errors import WorkspaceNotWritable
 from ..core.model import MODE_EXEC, MODE_FILE, Content, Listing, ObservedFile
 from ..core.paths import azure_files_name_problem
 from ..ports import META_DIR
@@ -119,18 +119,11 @@ class DirectoryStore:
     @contextlib.contextmanager
     def lock(self) -> Iterator[None]:
         """Hold the workspace for one sync at a time on this machine (flock)."""
-        import fcntl
+        from .flock import hold_flock
 
         self._meta.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self._meta / "lock", os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError as exc:
-                raise ConflictError(f"another sync is running on {self.root}") from exc
+        with hold_flock(self._meta / "lock", f"another sync is running on {self.root}"):
             yield
-        finally:
-            os.close(fd)
 
     # ---------------------------------------------------------------- listing
     def list(self) -> Listing:
@@ -210,7 +203,7 @@ class DirectoryStore:
         full = self.root / path
         with open(full, "rb", buffering=0) as f:
             st = os.fstat(f.fileno())
-            h = hashlib.sha1(b"blob %d\0" % st.st_size)  # noqa: S324 (git's object id)
+            h = BlobHasher(st.st_size)
             while chunk := f.read(CHUNK):
                 h.update(chunk)
         return Content(h.hexdigest(), MODE_EXEC if st.st_mode & stat.S_IXUSR else MODE_FILE)

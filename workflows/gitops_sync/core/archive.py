@@ -6,12 +6,12 @@ and the HTTP layer turns the results into headers.
 
 from __future__ import annotations
 
-import hashlib
 import re
 import zlib
 from dataclasses import dataclass
 from typing import Literal
 
+from .blobid import BlobHasher as BlobHasher  # re-exported for the archive stream
 from .model import MODE_EXEC, RESERVED_DIR, RecordedFile
 from .paths import safe_relative_path
 
@@ -147,23 +147,6 @@ def etag_matches(if_none_match: str | None, etag: str) -> bool:
         if candidate == "*" or candidate.removeprefix("W/") == wanted:
             return True
     return False
-
-
-class BlobHasher:
-    """Computes a git blob id while bytes stream past: ``sha1(b"blob <size>\\0" + bytes)``."""
-
-    __slots__ = ("_h", "seen")
-
-    def __init__(self, size: int) -> None:
-        self._h = hashlib.sha1(b"blob %d\0" % size)  # noqa: S324 (git's object id)
-        self.seen = 0
-
-    def update(self, data: bytes) -> None:
-        self._h.update(data)
-        self.seen += len(data)
-
-    def hexdigest(self) -> str:
-        return self._h.hexdigest()
 
 
 def parse_range(header: str | None, size: int) -> tuple[int, int] | Literal["unsatisfiable"] | None:

@@ -7,15 +7,13 @@ machines in Azure but outlive a ``kill -9`` by up to a minute; one machine needs
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
-import os
 import re
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from ..core.errors import ConflictError, WorkspaceNotWritable
+from ..adapters.flock import hold_flock
+from ..core.errors import WorkspaceNotWritable
 
 
 class FileLeases:
@@ -33,24 +31,14 @@ class FileLeases:
     @contextlib.contextmanager
     def hold(self, key: str, *, wait: float = 0.0, poll: float = 0.05) -> Iterator[None]:
         """Hold ``key`` for the block, waiting up to ``wait`` s; else ``ConflictError``."""
+        held = contextlib.ExitStack()
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
-            # Its own open file description per hold, so two threads exclude each other too.
-            fd = os.open(self._path(key), os.O_RDWR | os.O_CREAT, 0o600)
+            busy = f"another sync holds workspace {key}"
+            held.enter_context(hold_flock(self._path(key), busy, wait=wait, poll=poll))
         except OSError as exc:
             raise WorkspaceNotWritable(
                 f"cannot create a lock in {self.folder}: {exc.strerror}"
             ) from exc
-        try:
-            deadline = time.monotonic() + wait
-            while True:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    if time.monotonic() >= deadline:
-                        raise ConflictError(f"another sync holds workspace {key}") from None
-                    time.sleep(poll)
+        with held:
             yield
-        finally:
-            os.close(fd)  # closing releases the lock
