@@ -46,7 +46,7 @@ def _one_error_line(done: subprocess.CompletedProcess[str]) -> str:
             ["webhook", "send", "--event", "ping", "--secret", "s3cret-value", "--url",
              "http://127.0.0.1:{port}"],
             {},
-            "cannot reach http://127.0.0.1:{port}/api/github/webhook",
+            "cannot reach http://127.0.0.1:{port}: connection refused",
         ),
     ],
     ids=["no-secret", "remote-repo-needs-commit", "no-repo-url", "nobody-listening"],

@@ -60,6 +60,8 @@ class Job:
     summary: dict[str, Any] | None = None
     error: str | None = None
     superseded_by: str | None = None
+    synced_commit: str | None = None  # what the sync wrote: the branch head when it ran
+    note: str | None = None  # why synced_commit is not the pushed commit, when it is not
 
     def public(self) -> dict[str, Any]:
         """The contract's job document (plus a few informative fields)."""
@@ -77,6 +79,8 @@ class Job:
             "started_at": self.started_at,
             "finished_at": self.finished_at,
             "superseded_by": self.superseded_by,
+            "synced_commit": self.synced_commit,
+            "note": self.note,
         }
 
 

@@ -144,7 +144,12 @@ def _run(ctx: AppContext, conn: Connection, job: Job, attempt: int) -> None:
         commit = source.resolve(ref)
         result = sync_workspace(source, ref, store, commit=commit)
         ctx.heads.mark_synced(conn.id, commit)
-        job.commit = job.commit or commit
+        job.commit, job.synced_commit = job.commit or commit, commit
+        if job.commit != commit:
+            job.note = (
+                f"synced {commit[:12]}, the head of {conn.branch} when the job ran; the pushed"
+                f" commit {job.commit[:12]} was not (a newer push, or not on the branch)"
+            )
         summary = result.as_json()
         # Same job, same lease: deploy what changed. A deploy failure of one function
         # is in the summary; a storage failure raises and the job is retried (the sync

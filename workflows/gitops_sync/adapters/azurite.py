@@ -1,7 +1,8 @@
 """A real Azurite process (blob, queue, table) on loopback, for tests and ``gitops-sync dev``.
 
 Azurite is asked for port 0 on each service and reports the ports it got, so
-two stacks (or test sessions) never race for a port. Data lives in memory only.
+two stacks (or test sessions) never race for a port. Data lives in memory, or in
+``location`` on disk (then a restart on the same ``ports`` finds it again).
 """
 
 from __future__ import annotations
@@ -42,9 +43,18 @@ def find_azurite() -> str:
 class Azurite:
     """Start with ``start()`` or ``with Azurite() as az:``; ``az.connection_string`` then works."""
 
-    def __init__(self, *, host: str = "127.0.0.1", startup_timeout: float = 30.0) -> None:
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        startup_timeout: float = 30.0,
+        location: Path | None = None,
+        ports: dict[str, int] | None = None,
+    ) -> None:
         self.host = host
         self.startup_timeout = startup_timeout
+        self.location = location
+        self.fixed_ports = dict(ports or {})
         self.ports: dict[str, int] = {}
         self._proc: subprocess.Popen[str] | None = None
         self._ready = threading.Event()
@@ -62,11 +72,15 @@ class Azurite:
     def start(self) -> Azurite:
         if self._proc is not None:
             return self
+        port = {k: str(self.fixed_ports.get(k, 0)) for k in ("blob", "queue", "table")}
+        keep = ("--location", str(self.location)) if self.location else ("--inMemoryPersistence",)
+        self.ports = {}
         args = [
             find_azurite(),
             *("--blobHost", self.host, "--queueHost", self.host, "--tableHost", self.host),
-            *("--blobPort", "0", "--queuePort", "0", "--tablePort", "0"),
-            "--inMemoryPersistence",
+            *("--blobPort", port["blob"], "--queuePort", port["queue"]),
+            *("--tablePort", port["table"]),
+            *keep,
             "--skipApiVersionCheck",  # the newest SDKs speak API versions Azurite lags behind
             "--loose",
             "--disableTelemetry",

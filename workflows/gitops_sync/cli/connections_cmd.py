@@ -1,12 +1,15 @@
 """``gitops-sync connections add|list|remove``: the repositories this deployment syncs.
 
-Kept in Table Storage (``AzureWebJobsStorage``). A connection names the app setting
-that holds its webhook secret; the secret itself is never stored or printed.
+Kept in Table Storage: ``AzureWebJobsStorage``, else the storage of the ``gitops-sync
+dev`` running from this folder or a parent (its emulator's ports are random; dev
+records them). A connection names the app setting that holds its webhook secret;
+the secret itself is never stored or printed.
 """
 
 from __future__ import annotations
 
 import json
+import os
 
 import click
 
@@ -14,11 +17,21 @@ from ..connections import Connection, ConnectionStore, slug
 from ..core.errors import UsageError
 from ..settings import Settings
 
+_STORAGE_SETTINGS = ("AzureWebJobsStorage", "AzureWebJobsStorage__accountName")
+
 
 def _store() -> ConnectionStore:
     from ..context import AppContext
+    from ..local import devstate
 
-    store: ConnectionStore = AppContext.from_settings(Settings.from_env()).connections
+    env = dict(os.environ)
+    dev = devstate.find_state(running=True)
+    if not any(env.get(name) for name in _STORAGE_SETTINGS) and dev.get("storage"):
+        env["AzureWebJobsStorage"] = str(dev["storage"])
+        for name, field in (("SYNC_REPOSITORY", "repository"), ("SYNC_REPO_URL", "repo_url")):
+            if not env.get(name) and dev.get(field):
+                env[name] = str(dev[field])
+    store: ConnectionStore = AppContext.from_settings(Settings.from_env(env)).connections
     return store
 
 

@@ -88,8 +88,13 @@ def dev(port: int, workspace: str | None) -> None:
 
     def ready(stack: Any) -> None:
         url = stack.url
-        devstate.write_state({**remember, "url": url, "workspace": str(settings.workspace_root)})
         az = stack.azurite
+        # Where this stack listens and keeps its data, for the other commands run here:
+        # the emulator's ports are random, so `connections` reads them from here.
+        where = {"url": url, "pid": os.getpid(), "workspace": str(settings.workspace_root)}
+        if az is not None:
+            where["storage"] = az.connection_string  # Azurite's well-known dev account
+        devstate.write_state({**remember, **where})
         storage = (
             f"Azurite (blob {az.ports['blob']}, queue {az.ports['queue']},"
             f" table {az.ports['table']}, in memory)"
@@ -111,4 +116,12 @@ def dev(port: int, workspace: str | None) -> None:
             say(f"  git -C {repo} commit -qam scale && {_command()} webhook send")
         say("Ctrl-C stops everything.")
 
-    run_stack(settings, ready, http=True, worker=True, azurite=own_azurite, port=port)
+    run_stack(
+        settings,
+        ready,
+        http=True,
+        worker=True,
+        azurite=own_azurite,
+        port=port,
+        stop_with_parent=True,
+    )

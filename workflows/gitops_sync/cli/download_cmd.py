@@ -2,6 +2,7 @@
 
 The ZIP streams into a temporary file beside the target, is checked
 (``testzip``), and only then takes the target's name: never a half-written FILE.zip.
+``-o -`` streams it to stdout instead (unchecked: a broken transfer exits 1).
 """
 
 from __future__ import annotations
@@ -18,28 +19,12 @@ import click
 
 from ..core.errors import GitopsSyncError, UsageError
 from ..core.redact import redact
+from ._client import Server, connect, fail_for, server_options
 from ._format import human_bytes
-
-DEFAULT_URL = "http://127.0.0.1:7071"
-KEY_ENV = "GITOPS_SYNC_API_KEY"
-URL_ENV = "GITOPS_SYNC_URL"
 
 
 class DownloadError(GitopsSyncError):
     """The download failed; nothing was written under the target name."""
-
-
-def _fail_status(status: int, body: bytes, url: str) -> DownloadError:
-    detail = ""
-    with contextlib.suppress(ValueError, AttributeError):
-        import json
-
-        detail = str(json.loads(body).get("error") or "")
-    if status == 401:
-        return DownloadError(f"the server refused the key (401): pass --key or set {KEY_ENV}")
-    if status == 404:
-        return DownloadError(f"nothing to download (404): {detail or 'not found'} at {url}")
-    return DownloadError(f"the server answered {status}{': ' + detail if detail else ''}")
 
 
 class _Bar:
@@ -72,31 +57,26 @@ class _Bar:
             self._progress = None
 
 
-def _receive(
-    url: str, key: str | None, connection: str | None, out: IO[bytes], bar: _Bar
-) -> tuple[int, str]:
+def _receive(server: Server, connection: str | None, out: IO[bytes], bar: _Bar) -> tuple[int, str]:
     """Stream the archive into ``out``; returns (bytes, commit). Raises DownloadError."""
     import httpx
 
-    headers = {"x-functions-key": key} if key else {}
     params = {"connection": connection} if connection else {}
-    target = f"{url.rstrip('/')}/api/workspace/archive"
-    shown = redact(target)
+    shown = redact(f"{server.url}/api/workspace/archive")
     received = 0
     try:
-        with (
-            httpx.Client(timeout=httpx.Timeout(30.0, read=300.0)) as client,
-            client.stream("GET", target, headers=headers, params=params) as resp,
-        ):
+        with server.stream("GET", "/api/workspace/archive", params=params) as resp:
             if resp.status_code != 200:
-                raise _fail_status(resp.status_code, resp.read()[:4096], shown)
+                resp.read()
+                try:
+                    fail_for(resp, "workspace archive")
+                except GitopsSyncError as exc:
+                    raise DownloadError(f"nothing downloaded: {exc}") from exc
             commit = resp.headers.get("etag", "").strip('"')
             for chunk in resp.iter_raw(1 << 20):
                 out.write(chunk)
                 received += len(chunk)
                 bar.advance(len(chunk))
-    except httpx.ConnectError as exc:
-        raise DownloadError(f"cannot connect to {shown} ({_reason(exc)})") from exc
     except httpx.TimeoutException as exc:
         raise DownloadError(f"{shown} did not answer in time") from exc
     except (httpx.RemoteProtocolError, httpx.ReadError) as exc:
@@ -107,13 +87,6 @@ def _receive(
     except httpx.HTTPError as exc:
         raise DownloadError(f"download from {shown} failed: {type(exc).__name__}") from exc
     return received, commit
-
-
-def _reason(exc: Exception) -> str:
-    text = str(exc)
-    if "refused" in text.lower():
-        return "connection refused"
-    return redact(text.splitlines()[0]) if text else type(exc).__name__
 
 
 def _check_zip(path: str) -> int:
@@ -129,13 +102,10 @@ def _check_zip(path: str) -> int:
 
 
 @click.command()
-@click.option("-o", "--output", required=True, help="Where to write the ZIP (e.g. ws.zip).")
 @click.option(
-    "--url",
-    default=None,
-    help=f"The server (default: $GITOPS_SYNC_URL, where `dev` listens, or {DEFAULT_URL}).",
+    "-o", "--output", required=True, help="Where to write the ZIP (e.g. ws.zip; - for stdout)."
 )
-@click.option("--key", default=None, help=f"API key (default: ${KEY_ENV}, or dev's key).")
+@server_options
 @click.option("--connection", default=None, help="A connected repository's id (default: the one).")
 @click.option("--force", is_flag=True, help="Overwrite OUTPUT if it exists.")
 def download(
@@ -144,6 +114,10 @@ def download(
     """Download the workspace as a ZIP, checked, never half-written."""
     if not output.strip():
         raise UsageError("--output is empty")
+    server = connect(url, key)
+    if output == "-":
+        _to_stdout(server, connection)
+        return
     target = Path(output)
     if target.is_dir():
         raise UsageError(f"{output} is a directory; name a file, e.g. {output}/workspace.zip")
@@ -151,17 +125,11 @@ def download(
         raise UsageError(f"{output} exists; pass --force to overwrite it")
     if not target.parent.is_dir():
         raise UsageError(f"directory {target.parent} does not exist")
-    from ..local import devstate
-
-    state = devstate.read_state()  # a running `gitops-sync dev` says where it is
-    url = url or os.environ.get(URL_ENV) or state.get("url") or DEFAULT_URL
-    key = key or os.environ.get(KEY_ENV) or state.get("api_key") or None
-
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
     bar = _Bar(sys.stderr.isatty())
     try:
         with os.fdopen(fd, "wb") as out:
-            size, commit = _receive(url, key, connection, out, bar)
+            size, commit = _receive(server, connection, out, bar)
             out.flush()
             os.fsync(out.fileno())
         bar.stop()
@@ -185,6 +153,17 @@ def download(
             os.unlink(tmp)
     short = f", commit {commit[:12]}" if commit else ""
     click.echo(f"downloaded {output}: {count} files, {human_bytes(size)}{short}")
+
+
+def _to_stdout(server: Server, connection: str | None) -> None:
+    """Stream the ZIP to stdout (refused on a terminal); the summary goes to stderr."""
+    if sys.stdout.isatty():
+        raise UsageError("refusing to write a ZIP to a terminal: redirect stdout or use -o FILE")
+    out = sys.stdout.buffer
+    size, commit = _receive(server, connection, out, _Bar(False))
+    out.flush()
+    short = f", commit {commit[:12]}" if commit else ""
+    click.echo(f"downloaded {human_bytes(size)} to stdout{short}", err=True)
 
 
 def _umask() -> int:

@@ -1,7 +1,7 @@
-"""``gitops-sync jobs list|show``: sync jobs, read from Table Storage or a running stack's API.
+"""``gitops-sync jobs list|show``: sync jobs, read from a server's API or from Table Storage.
 
-With ``--url`` (or no storage setting but a running ``gitops-sync dev``) the HTTP API
-is asked; otherwise the tables of ``AzureWebJobsStorage`` are read directly.
+With ``--url`` or ``GITOPS_SYNC_URL`` the API is asked; else, with ``AzureWebJobsStorage``
+set, its tables are read; else the API of a running ``gitops-sync dev`` (or the default URL).
 """
 
 from __future__ import annotations
@@ -12,42 +12,20 @@ from typing import Any
 
 import click
 
-from ..core.errors import GitopsSyncError, StorageError, UsageError
+from ..core.errors import UsageError
 from ..settings import Settings
+from ._client import URL_ENV, Server, connect, server_options
 
 _STORAGE_SETTINGS = ("AzureWebJobsStorage", "AzureWebJobsStorage__accountName")
 
 
-def _api(url: str, path: str, key: str | None, **params: Any) -> Any:
-    import httpx
-
-    headers = {"x-functions-key": key} if key else {}
-    try:
-        r = httpx.get(url.rstrip("/") + path, headers=headers, params=params, timeout=15)
-    except httpx.HTTPError as exc:
-        raise StorageError(f"cannot reach {url}: {type(exc).__name__}") from exc
-    if r.status_code == 404:
-        raise UsageError("no such job")
-    if r.status_code == 401:
-        raise UsageError("the API refused the key: set GITOPS_SYNC_API_KEY")
-    if r.status_code >= 400:
-        raise GitopsSyncError(f"{url} answered {r.status_code}")
-    return r.json()
-
-
-def _source(url: str | None) -> tuple[str | None, str | None]:
-    """(API url, key) to use the HTTP API, or (None, None) to read the tables."""
-    key = os.environ.get("GITOPS_SYNC_API_KEY") or None
-    if url:
-        return url, key
+def _source(url: str | None, key: str | None) -> Server | None:
+    """The server to ask, or None to read the tables of AzureWebJobsStorage directly."""
+    if url or os.environ.get(URL_ENV):
+        return connect(url, key)
     if any(os.environ.get(name) for name in _STORAGE_SETTINGS):
-        return None, None
-    from ..local import devstate
-
-    state = devstate.read_state()
-    if state.get("url"):
-        return str(state["url"]), key or state.get("api_key")
-    return None, None
+        return None
+    return connect(None, key)  # a running `gitops-sync dev`, else the default URL
 
 
 def _context() -> Any:
@@ -57,8 +35,9 @@ def _context() -> Any:
 
 
 def _print_job(doc: dict[str, Any]) -> None:
-    for field in ("job_id", "status", "commit", "repository", "kind", "attempts",
-                  "created_at", "started_at", "finished_at", "superseded_by", "error"):  # fmt: skip
+    for field in ("job_id", "status", "commit", "synced_commit", "note", "repository", "kind",
+                  "attempts", "created_at", "started_at", "finished_at", "superseded_by",
+                  "error"):  # fmt: skip
         if doc.get(field) not in (None, ""):
             click.echo(f"{field:14} {doc[field]}")
     summary = doc.get("summary")
@@ -67,28 +46,25 @@ def _print_job(doc: dict[str, Any]) -> None:
         click.echo(f"{'summary':14} {counts}, {summary.get('bytes_written', 0)} bytes written")
 
 
-URL_HELP = (
-    "Ask a running server's API instead of reading Table Storage directly"
-    " (default: the API of a running `gitops-sync dev` when AzureWebJobsStorage is unset)."
-)
-
-
 @click.group()
 def jobs() -> None:
-    """Sync jobs: read from the tables of AzureWebJobsStorage, or from a server's API (--url)."""
+    """Sync jobs, from a server's API (--url, GITOPS_SYNC_URL, a running dev) or the tables
+    of AzureWebJobsStorage."""
 
 
 @jobs.command("list")
 @click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 500))
 @click.option("--connection", default=None, help="Only this connection's jobs.")
-@click.option("--url", default=None, help=URL_HELP)
+@server_options
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
-def list_jobs(limit: int, connection: str | None, url: str | None, as_json: bool) -> None:
+def list_jobs(
+    limit: int, connection: str | None, url: str | None, key: str | None, as_json: bool
+) -> None:
     """The newest jobs first."""
-    api, key = _source(url)
-    if api:
+    server = _source(url, key)
+    if server:
         params = {"limit": limit, **({"connection": connection} if connection else {})}
-        docs = _api(api, "/api/jobs", key, **params)
+        docs = server.get_json("/api/jobs", "jobs route", **params)
     else:
         docs = [j.public() for j in _context().jobs.list(limit, connection)]
     if as_json:
@@ -107,13 +83,13 @@ def list_jobs(limit: int, connection: str | None, url: str | None, as_json: bool
 
 @jobs.command("show")
 @click.argument("job_id")
-@click.option("--url", default=None, help=URL_HELP)
+@server_options
 @click.option("--json", "as_json", is_flag=True, help="Print the job as JSON.")
-def show_job(job_id: str, url: str | None, as_json: bool) -> None:
+def show_job(job_id: str, url: str | None, key: str | None, as_json: bool) -> None:
     """One job: status, commit, timings, sync summary and error."""
-    api, key = _source(url)
-    if api:
-        doc = _api(api, f"/api/jobs/{job_id}", key)
+    server = _source(url, key)
+    if server:
+        doc = server.get_json(f"/api/jobs/{job_id}", "job")
     else:
         job = _context().jobs.get(job_id)
         if job is None:

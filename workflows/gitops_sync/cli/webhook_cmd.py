@@ -18,9 +18,10 @@ import click
 from ..core.errors import UsageError
 from ..core.webhook import sign
 from ..local import devstate
+from ._client import ServerError, connect, server_options
 
 ZERO = "0" * 40
-DEFAULT_URL = "http://127.0.0.1:7071"
+SECRET_SOURCES = "--secret, else GITHUB_WEBHOOK_SECRET, else .gitops-sync-dev/dev.json"  # noqa: S105
 
 
 def push_payload(
@@ -82,9 +83,7 @@ def webhook() -> None:
 
 
 @webhook.command()
-@click.option(
-    "--url", default=None, help="Server base URL or webhook URL (default: where dev listens)."
-)
+@server_options
 @click.option(
     "--commit",
     default=None,
@@ -98,6 +97,7 @@ def webhook() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print only the answer's JSON body.")
 def send(
     url: str | None,
+    key: str | None,
     commit: str | None,
     secret: str | None,
     branch: str | None,
@@ -107,15 +107,12 @@ def send(
     as_json: bool,
 ) -> None:
     """Sign a push (or ping) delivery with the webhook secret and send it; print the answer."""
-    import httpx
-
-    state = devstate.read_state()
+    state = devstate.find_state()
     secret = _pick(secret, "GITHUB_WEBHOOK_SECRET", state, "secret")
     if not secret:
         raise UsageError("no webhook secret: pass --secret or set GITHUB_WEBHOOK_SECRET")
-    target = _pick(url, "GITOPS_SYNC_URL", state, "url") or DEFAULT_URL
-    if "/api/" not in target:
-        target = target.rstrip("/") + "/api/github/webhook"
+    # A full webhook URL is accepted too: its base is the server.
+    server = connect(url.split("/api/", 1)[0] if url else None, key)
     branch = _pick(branch, "SYNC_BRANCH", state, "branch") or "main"
     delivery = delivery or str(uuid.uuid4())
 
@@ -147,12 +144,7 @@ def send(
         "X-GitHub-Hook-ID": "1",
         "X-Hub-Signature-256": sign(secret, body),
     }
-    try:
-        answer = httpx.post(target, content=body, headers=headers, timeout=30)
-    except httpx.HTTPError as exc:
-        raise UsageError(
-            f"cannot reach {target}: {type(exc).__name__} (is `gitops-sync dev` running?)"
-        ) from exc
+    answer = server.request("POST", "/api/github/webhook", content=body, headers=headers)
     text = answer.text.strip()
     if as_json:
         click.echo(text or "{}")
@@ -164,9 +156,12 @@ def send(
             except ValueError:
                 job_id = None
             if job_id:
-                base = target.split("/api/", 1)[0]
-                click.echo(
-                    f"follow it: GET {base}/api/jobs/{job_id} (x-functions-key header)", err=True
-                )
+                click.echo(f"follow it: gitops-sync jobs show {job_id}", err=True)
+    if answer.status_code == 401:
+        raise ServerError(
+            "the server refused the signature (401): the secret comes from"
+            f" {SECRET_SOURCES}, and must equal the server's GITHUB_WEBHOOK_SECRET"
+            " (or the secret setting of the repository's connection)"
+        )
     if answer.status_code >= 400:
         raise SystemExit(1)

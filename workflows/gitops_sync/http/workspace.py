@@ -128,6 +128,16 @@ class AbortableStreamingResponse(StreamingResponse):
             return
 
 
+#: types Python's table lacks before 3.13 (or a machine's mime.types gets wrong)
+_TYPES = {".yaml": "application/yaml", ".yml": "application/yaml", ".toml": "application/toml"}
+
+
+def content_type(path: str) -> str:
+    """The MIME type a file is served with (``application/octet-stream`` when unknown)."""
+    suffix = path[path.rfind(".") :].lower() if "." in path.rsplit("/", 1)[-1] else ""
+    return _TYPES.get(suffix) or mimetypes.guess_type(path)[0] or "application/octet-stream"
+
+
 def _not_found() -> JSONResponse:
     # The same answer for "no such file", "outside the workspace" and "reserved".
     return error_response(404, "no such file in the workspace")
@@ -229,7 +239,7 @@ async def get_file(request: Request, ctx: AppContext) -> Response:
         return _not_found()
     entry = ArchiveEntry(path, rec.size, rec.blob_id, rec.mode == MODE_EXEC)
     etag = etag_for(entry.blob_id)
-    ctype = mimetypes.guess_type(path)[0] or "application/octet-stream"
+    ctype = content_type(path)
     headers = {
         "ETag": etag,
         "Accept-Ranges": "bytes",

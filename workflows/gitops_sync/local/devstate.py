@@ -41,6 +41,33 @@ def read_state(base: Path | None = None) -> dict[str, Any]:
     return doc if isinstance(doc, dict) else {}
 
 
+def find_state(start: Path | None = None, *, running: bool = False) -> dict[str, Any]:
+    """The state in this folder or the nearest parent that has one, or ``{}``.
+
+    ``running``: only the state of a ``dev`` whose process is still alive (its ``pid``).
+    """
+    here = (start or Path.cwd()).absolute()
+    for folder in (here, *here.parents):
+        if (dev_dir(folder) / STATE).is_file():
+            state = read_state(folder)
+            if running and not _alive(state.get("pid")):
+                return {}
+            return state
+    return {}
+
+
+def _alive(pid: object) -> bool:
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def write_state(state: dict[str, Any], base: Path | None = None) -> Path:
     """Replace ``dev.json`` atomically, readable by its owner only (it holds the demo secret)."""
     folder = dev_dir(base)

@@ -11,6 +11,7 @@ import contextlib
 import dataclasses
 import functools
 import logging
+import os
 import signal
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -35,6 +36,7 @@ class StackOptions:
     lease_s: int = 30
     grace_s: float = 30.0
     reconcile: bool = True  # the periodic reconcile timer (with the worker)
+    stop_with_parent: bool = False  # stop when the parent process goes (`make dev` killed)
 
 
 class Stack:
@@ -76,6 +78,7 @@ class Stack:
             with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
                 self._loop.add_signal_handler(sig, self._on_signal, sig)
         opts = self.options
+        watcher = asyncio.create_task(self._watch_parent()) if opts.stop_with_parent else None
         try:
             # Bind first: a taken port fails at once, before Azurite spends seconds starting.
             if opts.http:
@@ -85,6 +88,8 @@ class Stack:
             self.ctx = await in_daemon_thread(self._build_context)
             await self._serve_until_stopped()
         finally:
+            if watcher is not None:
+                watcher.cancel()
             if self.server is not None and not self.server.started:
                 self.server.close()
             if self.ctx is not None:
@@ -92,6 +97,18 @@ class Stack:
             if self.azurite is not None:
                 log.info("stopping Azurite")
                 await in_daemon_thread(self.azurite.stop)
+
+    async def _watch_parent(self, every_s: float = 0.5) -> None:
+        """Stop when the parent process is gone (we are re-parented): a TERM sent to
+        `make`'s PID alone reaches the shell it started, never this process."""
+        assert self._stop is not None
+        parent = os.getppid()
+        while not self._stop.is_set():
+            await asyncio.sleep(every_s)
+            if os.getppid() != parent:
+                log.info("the parent process %d is gone, stopping", parent)
+                self._stop.set()
+                return
 
     def _on_signal(self, sig: int) -> None:
         assert self._stop is not None
