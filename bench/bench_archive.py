@@ -4,10 +4,15 @@ A workspace of --size bytes (many small source-like files, a few files of hundre
 of MB, some already-compressed files) is made once under bench/out/archive-SIZE/
 with the manifest a sync would leave. The archive is streamed by a real server
 process to curl, which discards it; the server's peak RSS (VmHWM) is read from
-/proc. The reference is `zip -q -r -6 -` over the same tree to the same sink. Run:
+/proc. The like-for-like reference is `zip -q -r -6 -n SUFFIXES -` over the same tree
+to the same sink (it stores what ours stores); plain `zip -r -6` is reported too.
+Sides are interleaved, each round starting with another side; medians are kept and
+ratios are ours / reference (lower is better), for wall and for CPU time. Run:
 
     .venv/bin/python bench/bench_archive.py --size 200M --verify
-    .venv/bin/python bench/bench_archive.py --size 2G [--rounds 2] [--clean]
+    .venv/bin/python bench/bench_archive.py --size 2G [--rounds 3] [--clean]
+
+It prints one JSON line and writes it to bench/out/archive-SIZE.json (--out to change).
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import resource
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import sysconfig
@@ -34,6 +40,8 @@ from gitops_sync.core.model import MODE_FILE, RecordedFile
 OUT = Path(__file__).resolve().parent / "out"
 CLI = str(Path(sys.executable).parent / "gitops-sync")
 KEY = "bench-key"
+#: the suffixes the archive stores rather than deflates, told to the reference ``zip -n``
+STORED = ".gz:.jpg:.zip:.png"
 
 
 def parse_size(text: str) -> int:
@@ -194,7 +202,7 @@ def stream_once(url: str, sink: str) -> tuple[float, int]:
 
 
 def zip_reference(workspace: Path, extra: list[str]) -> tuple[float, float, int]:
-    """Wall seconds, CPU seconds and bytes of ``zip -r -6`` streaming the tree to a pipe."""
+    """Wall seconds, CPU seconds and bytes of ``zip -r -6 EXTRA`` streaming the tree to a pipe."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     with subprocess.Popen(
@@ -213,15 +221,22 @@ def zip_reference(workspace: Path, extra: list[str]) -> tuple[float, float, int]
     return wall, cpu, n
 
 
+def median_of(runs: list[tuple[float, float]]) -> tuple[float, float]:
+    """The median wall seconds and the median CPU seconds of some runs."""
+    return statistics.median(w for w, _ in runs), statistics.median(c for _, c in runs)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--size", default="2G", help="workspace size, e.g. 200M or 2G")
-    ap.add_argument("--verify", action="store_true", help="also save the ZIP and testzip it")
+    ap.add_argument("--verify", action="store_true", help="first save one ZIP and testzip it")
     ap.add_argument("--clean", action="store_true", help="delete the data afterwards")
-    ap.add_argument("--rounds", type=int, default=2, help="interleaved rounds; best is kept")
+    ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds; medians are kept")
+    ap.add_argument("--out", type=Path, help="result file (default bench/out/archive-SIZE.json)")
+    ap.add_argument("--work", type=Path, help="where the workspace is made (default bench/out/)")
     args = ap.parse_args()
     total = parse_size(args.size)
-    base = OUT / f"archive-{args.size}"
+    base = (args.work or OUT) / f"archive-{args.size}"
     ws = base / "ws"
     if not (ws / "data").is_dir():
         t = time.perf_counter()
@@ -230,58 +245,81 @@ def main() -> None:
     data_bytes, n_files = tree_bytes(ws)
     write_manifest(ws)  # (again: the format may differ between versions) and warm the cache
 
-    # Rounds interleave the two sides; the best round of each is kept, which is
-    # the least disturbed by whatever else the machine runs (load_avg says how much).
     port = free_port()
     proc = serve(ws, port)
-    ours: list[tuple[float, float]] = []
-    zips: list[tuple[float, float]] = []
-    zipns: list[tuple[float, float]] = []
+    url = f"http://127.0.0.1:{port}/api/workspace/archive"
+    runs: dict[str, list[tuple[float, float]]] = {"ours": [], "zip_n": [], "zip_6": []}
+    sizes: dict[str, int] = {}
+
+    def ours() -> None:
+        cpu0 = cpu_seconds(proc.pid)
+        secs, sizes["ours"] = stream_once(url, "/dev/null")
+        runs["ours"].append((secs, cpu_seconds(proc.pid) - cpu0))
+
+    def zip_n() -> None:  # the like-for-like reference: stores what ours stores
+        secs, cpu, sizes["zip_n"] = zip_reference(ws, ["-n", STORED])
+        runs["zip_n"].append((secs, cpu))
+
+    def zip_6() -> None:  # plain zip, which also deflates the already-compressed files
+        secs, cpu, sizes["zip_6"] = zip_reference(ws, [])
+        runs["zip_6"].append((secs, cpu))
+
+    sides = [ours, zip_n, zip_6]
     try:
         idle_hwm = vm(proc.pid, "VmHWM")
+        if args.verify:
+            sink = str(base / "out.zip")
+            stream_once(url, sink)
+            with zipfile.ZipFile(sink) as zf:
+                assert zf.testzip() is None and len(zf.infolist()) == n_files
+            os.unlink(sink)
+        # Rounds interleave the sides, and each round another side goes first, so a
+        # burst of the disk or of other work does not always fall on the same side.
         for r in range(args.rounds):
-            sink = str(base / "out.zip") if args.verify and r == 0 else "/dev/null"
-            cpu0 = cpu_seconds(proc.pid)
-            secs, zip_bytes = stream_once(f"http://127.0.0.1:{port}/api/workspace/archive", sink)
-            ours.append((secs, cpu_seconds(proc.pid) - cpu0))
-            if sink != "/dev/null":
-                with zipfile.ZipFile(sink) as zf:
-                    assert zf.testzip() is None and len(zf.infolist()) == n_files
-                os.unlink(sink)
-            secs, cpu, zip_out = zip_reference(ws, [])
-            zips.append((secs, cpu))
-            secs, cpu, _zipn_out = zip_reference(ws, ["-n", ".gz:.jpg:.zip:.png"])
-            zipns.append((secs, cpu))
+            for side in sides[r % len(sides) :] + sides[: r % len(sides)]:
+                side()
         peak = vm(proc.pid, "VmHWM")
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=60)
 
-    (ours_s, ours_cpu), (zip_s, zip_cpu), (zipn_s, zipn_cpu) = min(ours), min(zips), min(zipns)
     mib = 1 << 20
+    medians = {name: median_of(r) for name, r in runs.items()}
+
+    def side(name: str) -> dict[str, float]:
+        wall, cpu = medians[name]
+        return {
+            "wall_s": round(wall, 4),
+            "cpu_s": round(cpu, 4),
+            "MiB_per_s": round(data_bytes / mib / wall, 1),
+            "zip_MiB": round(sizes[name] / mib),
+        }
+
+    def ratio(ref: str, i: int) -> float | None:  # ours / reference: lower is better
+        return round(medians["ours"][i] / medians[ref][i], 2) if medians[ref][i] else None
+
     result = {
+        "bench": "archive",
         "size": args.size,
         "files": n_files,
         "data_MiB": round(data_bytes / mib),
         "rounds": args.rounds,
-        "load_avg_1m": os.getloadavg()[0],
+        "load_avg_1m": round(os.getloadavg()[0], 2),
         "server_idle_rss_MiB": round(idle_hwm / mib, 1),
         "server_peak_rss_MiB": round(peak / mib, 1),
-        "ours_s": round(ours_s, 2),
-        "ours_cpu_s": round(ours_cpu, 2),
-        "ours_MiB_per_s": round(data_bytes / mib / ours_s, 1),
-        "ours_zip_MiB": round(zip_bytes / mib),
-        "zip_r6_s": round(zip_s, 2),
-        "zip_r6_cpu_s": round(zip_cpu, 2),
-        "zip_r6_zip_MiB": round(zip_out / mib),
-        "ratio_vs_zip_r6": round(zip_s / ours_s, 2),
-        "cpu_ratio_vs_zip_r6": round(zip_cpu / ours_cpu, 2),
-        "zip_r6_n_s": round(zipn_s, 2),
-        "zip_r6_n_cpu_s": round(zipn_cpu, 2),
-        "ratio_vs_zip_r6_n": round(zipn_s / ours_s, 2),
-        "cpu_ratio_vs_zip_r6_n": round(zipn_cpu / ours_cpu, 2),
+        "ours": side("ours"),
+        "zip_n": side("zip_n"),
+        "zip_6": side("zip_6"),
+        "ratio_wall_vs_zip_n": ratio("zip_n", 0),
+        "ratio_cpu_vs_zip_n": ratio("zip_n", 1),
+        "ratio_wall_vs_zip_6": ratio("zip_6", 0),
+        "ratio_cpu_vs_zip_6": ratio("zip_6", 1),
     }
-    print(json.dumps(result))
+    line = json.dumps(result)
+    print(line)
+    out = args.out or OUT / f"archive-{args.size}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(line + "\n")
     if args.clean:
         shutil.rmtree(base)
 

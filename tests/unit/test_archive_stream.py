@@ -215,6 +215,7 @@ class ZerosStore:
         return self._chunks()
 
 
+@pytest.mark.slow
 def test_a_file_past_4_gib_gets_zip64_records(tmp_path: Path) -> None:
     """A single file over 4 GiB streams with ZIP64 sizes and reads back whole (sparse sink)."""
     store = ZerosStore((4 << 30) + 12345)

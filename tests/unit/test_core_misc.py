@@ -72,15 +72,27 @@ def test_names_azure_files_refuses_are_skipped_when_asked():
 
 
 @pytest.mark.parametrize(
-    ("text", "secret", "leak"),
+    ("text", "secret", "leak", "expected"),
     [
-        ("fetch https://user:tok123@github.com/o/r.git?x=1 failed", None, "tok123"),
-        ("https://github.com/o/r.git?access_token=abc123", None, "abc123"),
-        ("token ghp_SECRETVALUE here", "ghp_SECRETVALUE", "ghp_SECRETVALUE"),
+        (
+            "fetch https://user:tok123@github.com/o/r.git?x=1 failed",
+            None,
+            "tok123",
+            "fetch https://github.com/o/r.git failed",
+        ),
+        (
+            "https://github.com/o/r.git?access_token=abc123",
+            None,
+            "abc123",
+            "https://github.com/o/r.git",
+        ),
+        ("token ghp_SECRETVALUE here", "ghp_SECRETVALUE", "ghp_SECRETVALUE", "token *** here"),
     ],
     ids=["userinfo", "query", "known-secret"],
 )
-def test_redact_removes_credentials(text, secret, leak):
-    """URL credentials, query strings and known secrets never survive redaction."""
+def test_redact_removes_credentials(text, secret, leak, expected):
+    """URL credentials, query strings and known secrets are cut out, and the rest of the
+    text is kept as it was."""
     out = redact(text, [secret])
+    assert expected == out
     assert leak not in out

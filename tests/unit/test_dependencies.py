@@ -111,12 +111,8 @@ def test_every_runtime_dependency_is_imported_or_needed_by_one():
         for name in runtime
         if not _provided_modules(name) & imported and not _required_by_other_pins(name, runtime)
     }
-    assert set() == unused - PENDING_DECISION
+    assert set() == unused
 
-
-#: Pins another helper decides on this round (issue 11: stamina is used or dropped); the lead
-#: empties this after merging.
-PENDING_DECISION = {"stamina"}
 
 
 def test_gitpython_is_not_a_dependency():

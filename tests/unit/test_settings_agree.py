@@ -351,8 +351,6 @@ def test_defaults_repeated_in_bicep_are_settings_py_defaults():
 
 
 def _host_json() -> dict:
-    if not HOST_JSON.exists():
-        pytest.skip("workflows/host.json is not written yet (the pipeline engineer's file)")
     return json.loads(HOST_JSON.read_text(encoding="utf-8"))
 
 
@@ -360,8 +358,9 @@ def test_max_dequeue_count_agrees():
     """host.json's maxDequeueCount is what the local worker uses and what Bicep/compose repeat."""
     configured = _host_json().get("extensions", {}).get("queues", {}).get("maxDequeueCount")
     assert isinstance(configured, int) and configured > 0, "host.json sets no maxDequeueCount"
-    poller = pytest.importorskip("gitops_sync.local.poller")
-    assert configured == poller.QueueOptions.from_host_json().max_dequeue_count
+    from gitops_sync.local.poller import QueueOptions
+
+    assert configured == QueueOptions.from_host_json().max_dequeue_count
     override = "AzureFunctionsJobHost__extensions__queues__maxDequeueCount"
     for place in (function_app_settings(), compose_env()):
         assert str(configured) == str(place.get(override, configured))
@@ -398,34 +397,10 @@ def _binding_arguments() -> list[tuple[str, str, str]]:
     ]
 
 
-def _binding_expressions() -> list[tuple[str, str]]:
-    """(file, NAME) for each ``%NAME%`` app-setting expression the triggers use."""
-    found = [
-        (path, m[1])
-        for path, _, value in _binding_arguments()
-        if (m := re.fullmatch(r"%(\w+)%", value))
-    ]
-    if not found:
-        pytest.skip("no trigger uses a %SETTING% binding expression")
-    return found
-
-
-def test_binding_expressions_name_settings_set_everywhere():
-    """Every %NAME% a trigger resolves is set in the Function App and in the dev container."""
-    missing = [
-        (path, name, place)
-        for path, name in _binding_expressions()
-        for place, names in (("bicep", function_app_settings()), ("compose", compose_env()))
-        if name not in names
-    ]
-    assert [] == missing
-
-
 def test_queue_trigger_follows_sync_queue():
     """A queue trigger's queue is %SYNC_QUEUE% or the Settings queue, never a hard-coded name."""
     queues = [(path, ast.unparse(v)) for path, kw, v in _keyword_arguments() if kw == "queue_name"]
-    if not queues:
-        pytest.skip("no queue trigger declared yet (function_app.py pending)")
+    assert queues, "the app declares no queue trigger"
     follows = re.compile(r"'%SYNC_QUEUE%'|\w+\.queue")  # binding expression or Settings.queue
     assert [] == [(path, value) for path, value in queues if not follows.fullmatch(value)]
 
@@ -433,8 +408,7 @@ def test_queue_trigger_follows_sync_queue():
 def test_trigger_connections_are_configured():
     """A trigger's ``connection`` names a storage setting Bicep and compose provide."""
     connections = {value for _, kw, value in _binding_arguments() if kw == "connection"}
-    if not connections:
-        pytest.skip("no trigger names a connection (the default AzureWebJobsStorage is checked)")
+    assert connections, "no trigger names its storage connection"
     app, dev = function_app_settings(), compose_env()
     assert [] == sorted(
         c for c in connections if not ({c, f"{c}__accountName"} & set(app) and c in dev)
