@@ -46,7 +46,8 @@ TOML = 'runtime = "python{}.{}"\nhandler = "main.handle"\n'.format(*sys.version_
 GIT_ENV = {"GIT_AUTHOR_NAME": "bench", "GIT_AUTHOR_EMAIL": "bench@gitops-sync.invalid",
            "GIT_COMMITTER_NAME": "bench", "GIT_COMMITTER_EMAIL": "bench@gitops-sync.invalid",
            "GIT_CONFIG_NOSYSTEM": "1"}  # fmt: skip
-T, U = TypeVar("T"), TypeVar("U")
+T = TypeVar("T")
+U = TypeVar("U")
 SDK_LOGGER = "azure.core.pipeline.policies.http_logging_policy"
 
 
@@ -145,12 +146,11 @@ def interleaved(
     xs: list[T] = []
     ys: list[U] = []
     for r in range(repeat):
-        if r % 2 == 0:
-            xs.append(first(r))
+        if r % 2:
             ys.append(second(r))
-        else:
+        xs.append(first(r))
+        if not r % 2:
             ys.append(second(r))
-            xs.append(first(r))
     return xs, ys
 
 
@@ -237,16 +237,18 @@ class DeployBench:
         return self.deploy(ctx, a, count), ctx
 
 
+def medians(runs: list[dict[str, Any]], *keys: str) -> dict[str, Any]:
+    """The median of each of ``keys`` over ``runs``, and every run's wall time."""
+    out = {k: round(statistics.median(r[k] for r in runs), 4) for k in keys}
+    return {**out, "runs_wall_s": [round(r["wall_s"], 4) for r in runs]}
+
+
 def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    med = {k: statistics.median(r[k] for r in runs) for k in ("wall_s", "cpu_s", "azurite_cpu_s")}
+    counted = {(r["bytes_uploaded"], r["listing_bytes_added"]) for r in runs}
     return {
-        **{k: round(v, 4) for k, v in med.items()},
-        "runs_wall_s": [round(r["wall_s"], 4) for r in runs],
-        "deployed": runs[0]["deployed"],
-        "bytes_uploaded": runs[0]["bytes_uploaded"],
-        "listing_bytes_added": runs[0]["listing_bytes_added"],
-        "bytes_same_every_run": len({(r["bytes_uploaded"], r["listing_bytes_added"]) for r in runs})
-        == 1,
+        **medians(runs, "wall_s", "cpu_s", "azurite_cpu_s"),
+        **{k: runs[0][k] for k in ("deployed", "bytes_uploaded", "listing_bytes_added")},
+        "bytes_same_every_run": len(counted) == 1,
     }
 
 
@@ -342,43 +344,43 @@ def bench_package(work: Path, megabytes: float, repeat: int) -> dict[str, Any]:
     tmp = Path("/dev/shm") if Path("/dev/shm").is_dir() else work  # RAM: no disk noise
     out = tmp / f"bench-deploy-{os.getpid()}.zip"
 
-    def ours(r: int) -> tuple[float, float, bytes]:
+    def ours(r: int) -> dict[str, Any]:
         builder, report = builders[r % 2]
         cpu, wall = time.process_time() + children_cpu(), time.perf_counter()
         package, _ = builder.build(
             report.specs["big"], report.members["big"], sha256=report.hashes["big"], commit=commit
         )
         cpu = time.process_time() + children_cpu() - cpu  # git cat-file's CPU counts as ours
-        return time.perf_counter() - wall, cpu, package.data
+        return {"wall_s": time.perf_counter() - wall, "cpu_s": cpu, "data": package.data}
 
-    def ref() -> tuple[float, float, int]:
+    def ref() -> dict[str, Any]:
         out.unlink(missing_ok=True)  # zip adds to an existing archive
         cpu, wall = children_cpu(), time.perf_counter()
         subprocess.run(["zip", "-q", "-X", "-r", str(out), "."], cwd=directory, check=True)
-        return time.perf_counter() - wall, children_cpu() - cpu, out.stat().st_size
+        wall, cpu = time.perf_counter() - wall, children_cpu() - cpu
+        return {"wall_s": wall, "cpu_s": cpu, "bytes": out.stat().st_size}
 
-    ours(0), ref()  # warm-up: page cache, git's pack index
+    warm = ours(1)["data"]  # warm-up (page cache, git's pack index), from the second clone
+    ref()
     o_runs, z_runs = interleaved(ours, lambda _r: ref(), repeat)
     out.unlink(missing_ok=True)
-    identical = len({data for _w, _c, data in o_runs}) == 1
+    identical = len({warm, *(o["data"] for o in o_runs)}) == 1
     if not identical:
         raise SystemExit("two builds of the same function gave different bytes")
-    o_wall, o_cpu = (statistics.median(x[i] for x in o_runs) for i in (0, 1))
-    z_wall, z_cpu = (statistics.median(x[i] for x in z_runs) for i in (0, 1))
+    ours_s = {**medians(o_runs, "wall_s", "cpu_s"), "bytes": len(o_runs[0]["data"])}
+    zip_s = {**medians(z_runs, "wall_s", "cpu_s"), "bytes": z_runs[0]["bytes"]}
     return {
         "input_bytes": sum(p.stat().st_size for p in files),
         "files": len(files),
         "repeat": repeat,
-        "ours": {"wall_s": round(o_wall, 4), "cpu_s": round(o_cpu, 4), "bytes": len(o_runs[0][2]),
-                 "runs_wall_s": [round(x[0], 4) for x in o_runs]},
-        "zip": {"wall_s": round(z_wall, 4), "cpu_s": round(z_cpu, 4), "bytes": z_runs[0][2],
-                "runs_wall_s": [round(x[0], 4) for x in z_runs]},
-        "ratio": round(o_wall / z_wall, 4),
-        "cpu_ratio": round(o_cpu / z_cpu, 4),
+        "ours": ours_s,
+        "zip": zip_s,
+        "ratio": round(ours_s["wall_s"] / zip_s["wall_s"], 4),
+        "cpu_ratio": round(ours_s["cpu_s"] / zip_s["cpu_s"], 4),
         "goal": 1.5,
         "identical": identical,
-        "builds_compared": len(o_runs),
-    }  # fmt: skip
+        "builds_compared": len(o_runs) + 1,
+    }
 
 
 def print_table(doc: dict[str, Any]) -> None:
