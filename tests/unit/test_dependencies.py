@@ -114,7 +114,6 @@ def test_every_runtime_dependency_is_imported_or_needed_by_one():
     assert set() == unused
 
 
-
 def test_gitpython_is_not_a_dependency():
     """git runs as a subprocess; GitPython is neither pinned nor imported."""
     runtime = _pins(_pyproject()["project"]["dependencies"])
