@@ -1,85 +1,43 @@
 """``gitops-sync functions list|show|versions|rollback|invoke``: deployed functions, via the API.
 
-Every subcommand talks to a running server (``--url``/``--key``, else
-``GITOPS_SYNC_URL``/``GITOPS_SYNC_API_KEY``, else a ``gitops-sync dev`` running
-from this folder or a parent). Tables for people, ``--json`` for scripts.
+Every subcommand talks to a running server through ``cli._client`` (``--url``/``--key``,
+their fallbacks, one error wording). Tables for people, ``--json`` for scripts.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Any
 
 import click
 
-from ..core.errors import GitopsSyncError, UsageError
-
-URL_HELP = "The server's base URL (default: GITOPS_SYNC_URL, then a running `gitops-sync dev`)."
-KEY_HELP = "The API key (default: GITOPS_SYNC_API_KEY, then the running dev's key)."
-
-
-class ApiError(GitopsSyncError):
-    """The server answered with an error: its own message, one line."""
-
-
-def _server(url: str | None, key: str | None) -> tuple[str, str | None]:
-    url = url or os.environ.get("GITOPS_SYNC_URL") or None
-    key = key or os.environ.get("GITOPS_SYNC_API_KEY") or None
-    if not url:
-        from ..local import devstate
-
-        state = devstate.read_state()
-        url = str(state["url"]) if state.get("url") else None
-        key = key or state.get("api_key")
-    if not url:
-        raise UsageError(
-            "no server: pass --url or set GITOPS_SYNC_URL (or start `gitops-sync dev` here)"
-        )
-    if not url.startswith(("http://", "https://")) or len(url.split("://", 1)[1]) == 0:
-        raise UsageError(f"--url must be an http:// or https:// URL (got {url[:80]!r})")
-    return url.rstrip("/"), key
+from ..core.errors import UsageError
+from ._client import ServerError, connect, fail_for, server_options
 
 
 def _call(
-    url: str, key: str | None, method: str, path: str, *, body: bytes | None = None,
-    params: dict[str, Any] | None = None,
+    url: str | None, key: str | None, method: str, path: str, *, what: str = "function",
+    body: bytes | None = None, params: dict[str, Any] | None = None,
 ) -> Any:  # fmt: skip
-    import httpx
-
+    """One API call through the CLI's one server client; the answer's JSON (None for 204)."""
+    server = connect(url, key)
     headers = {"content-type": "application/json"} if body is not None else {}
-    if key:
-        headers["x-functions-key"] = key
-    try:
-        r = httpx.request(
-            method, url + path, headers=headers, content=body, params=params, timeout=960
-        )
-    except httpx.InvalidURL as exc:
-        raise UsageError(f"malformed URL {url[:80]!r}: {exc}") from exc
-    except httpx.HTTPError as exc:
-        reason = str(exc) or type(exc).__name__
-        raise ApiError(f"cannot reach {url}: {reason}; is `gitops-sync dev` running?") from exc
-    if r.status_code == 401:
-        raise ApiError(f"{url} refused the key (401): pass --key or set GITOPS_SYNC_API_KEY")
-    if r.status_code == 204:
+    # invoke may run as long as a function's timeout_seconds (900 s at most)
+    resp = server.request(method, path, content=body, params=params, headers=headers, timeout=960)
+    fail_for(resp, what)
+    if resp.status_code == 204:
         return None
     try:
-        doc = r.json()
-    except ValueError:
-        doc = None
-    if r.status_code >= 400:
-        message = doc.get("error") if isinstance(doc, dict) else None
-        raise ApiError(f"{message or r.reason_phrase} ({r.status_code})")
-    return doc
+        return resp.json()
+    except ValueError as exc:
+        raise ServerError(f"{server.url} answered {resp.status_code} without JSON") from exc
 
 
 def _options(f: Any) -> Any:
     f = click.option("--json", "as_json", is_flag=True, help="Print JSON.")(f)
-    f = click.option("--key", default=None, help=KEY_HELP)(f)
-    f = click.option("--url", default=None, help=URL_HELP)(f)
-    return f
+    return server_options(f)
 
 
 def _table(rows: list[list[str]], header: list[str]) -> None:
@@ -101,7 +59,7 @@ def functions() -> None:
 @_options
 def list_functions(url: str | None, key: str | None, as_json: bool) -> None:
     """Every function: status, active version, pin, runtime."""
-    docs = _call(*_server(url, key), "GET", "/api/functions")
+    docs = _call(url, key, "GET", "/api/functions")
     if as_json:
         _dump(docs)
         return
@@ -128,7 +86,7 @@ def list_functions(url: str | None, key: str | None, as_json: bool) -> None:
 @_options
 def show_function(name: str, url: str | None, key: str | None, as_json: bool) -> None:
     """One function: status, active version, pin, config (secret names only), workers."""
-    doc = _call(*_server(url, key), "GET", f"/api/functions/{name}")
+    doc = _call(url, key, "GET", f"/api/functions/{name}")
     if as_json:
         _dump(doc)
         return
@@ -153,7 +111,7 @@ def show_function(name: str, url: str | None, key: str | None, as_json: bool) ->
 @_options
 def list_versions(name: str, url: str | None, key: str | None, as_json: bool) -> None:
     """The kept versions of NAME, oldest first."""
-    docs = _call(*_server(url, key), "GET", f"/api/functions/{name}/versions")
+    docs = _call(url, key, "GET", f"/api/functions/{name}/versions")
     if as_json:
         _dump(docs)
         return
@@ -181,7 +139,7 @@ def rollback(
 ) -> None:
     """Activate a kept version of NAME and pin it (syncs leave it until its code changes)."""
     body = json.dumps({"version": version}).encode() if version is not None else b""
-    doc = _call(*_server(url, key), "POST", f"/api/functions/{name}/rollback", body=body)
+    doc = _call(url, key, "POST", f"/api/functions/{name}/rollback", body=body)
     if as_json:
         _dump(doc)
     else:
@@ -218,8 +176,5 @@ def invoke(
 ) -> None:  # fmt: skip
     """Run NAME's handler with the event; print what it returned."""
     params = {"version": version} if version is not None else None
-    doc = _call(
-        *_server(url, key), "POST", f"/api/functions/{name}/invoke", body=_event(data),
-        params=params,
-    )  # fmt: skip
+    doc = _call(url, key, "POST", f"/api/functions/{name}/invoke", body=_event(data), params=params)
     click.echo(json.dumps(doc, indent=2 if not as_json else None))
