@@ -93,9 +93,13 @@ class PackageBlobs:
             raise _fail(exc, f"reading {name}") from exc
         return (props.metadata or {}).get("sha256")
 
-    def upload(self, name: str, data: bytes) -> bool:
-        """Store ``data`` under ``name`` unless it is already there; True if bytes were sent."""
-        if self.exists(name):
+    def upload(self, name: str, data: bytes, *, known_absent: bool = False) -> bool:
+        """Store ``data`` under ``name`` unless it is already there; True if bytes were sent.
+
+        ``known_absent``: the caller has just looked, so skip asking again (the upload
+        itself still refuses to overwrite).
+        """
+        if not known_absent and self.exists(name):
             return False
         digest = hashlib.sha256(data).hexdigest()
         try:

@@ -199,6 +199,13 @@ class Tables:
         self, role: str, query_filter: str, page_size: int | None = None, **params: Any
     ) -> Iterator[Entity]:
         """Entities matching ``query_filter`` (``@name`` placeholders from ``params``)."""
+        for entity, _etag in self.query_with_etags(role, query_filter, page_size, **params):
+            yield entity
+
+    def query_with_etags(
+        self, role: str, query_filter: str, page_size: int | None = None, **params: Any
+    ) -> Iterator[tuple[Entity, str]]:
+        """``query``, with each entity's ETag (for a guarded write without reading it again)."""
         # The first page is fetched under _call, so a vanished table is recreated.
         pages = self._call(
             role,
@@ -212,7 +219,7 @@ class Tables:
         try:
             for page in pages:
                 for entity in page:
-                    yield dict(entity)
+                    yield dict(entity), str(entity.metadata.get("etag", ""))
         except AzureError as exc:
             raise _fail(exc, f"querying {role}") from exc
 

@@ -143,6 +143,14 @@ class VersionStore:
             return None
         return FunctionRecord.from_entity(found[0]), found[1]
 
+    def function_rows(self) -> dict[str, tuple[FunctionRecord, str]]:
+        """Every function row with its ETag, in one query (a deploy reads this once)."""
+        rows = self.tables.query_with_etags(ROLE, "RowKey eq @rk", rk=FUNCTION_ROW)
+        return {
+            rec.name: (rec, etag)
+            for rec, etag in ((FunctionRecord.from_entity(e), etag) for e, etag in rows)
+        }
+
     def list_functions(self) -> list[FunctionRecord]:
         rows = self.tables.query(ROLE, "RowKey eq @rk", rk=FUNCTION_ROW)
         return sorted((FunctionRecord.from_entity(e) for e in rows), key=lambda r: r.name)

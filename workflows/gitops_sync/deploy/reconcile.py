@@ -91,14 +91,19 @@ def deploy_functions(
     """
     summary = DeploySummary()
     builder = PackageBuilder(source, d.pip, source_date_epoch=d.source_date_epoch)
+    rows = d.versions.function_rows()  # one query; a row is read again only after a lost race
+    first_reads = {name: rows.get(name) for name in report.specs}  # None: no row yet
     for name in sorted(report.specs):
         spec, sha = report.specs[name], report.hashes[name]
-        _with_retries(_deploy_one, d, builder, summary, spec, sha, commit, report, name, connection)
+        _with_retries(
+            _deploy_one, d, builder, summary, spec, sha, commit, report, name, connection,
+            first_reads,
+        )  # fmt: skip
     invalid_dirs: dict[str, str] = {}
     for item in report.invalid:
         directory = item["path"].rsplit("/", 1)[0]
         invalid_dirs[directory] = item["error"]
-    records = [r for r in d.versions.list_functions() if r.connection == connection]
+    records = [r for r, _ in rows.values() if r.connection == connection]
     by_dir = {r.directory: r for r in records if r.directory}
     for directory, error in sorted(invalid_dirs.items()):
         rec = by_dir.get(directory)
@@ -113,7 +118,8 @@ def deploy_functions(
             _with_retries(_mark_removed, d, rec.name)
             summary.removed.append(rec.name)
     for item in summary.deployed:
-        prune_versions(d, item["name"])
+        if int(item["version"]) > d.versions_kept:  # fewer numbers than that: nothing to prune
+            prune_versions(d, item["name"])
     if d.activate_app is not None and (summary.deployed or summary.removed):
         _activate_app(d, summary)
     return summary
@@ -139,8 +145,10 @@ def _deploy_one(
     report: FunctionReport,
     name: str,
     connection: str,
+    first_reads: dict[str, tuple[FunctionRecord, str] | None],
 ) -> None:
-    found = d.versions.get_function(name)
+    # The row from the deploy's one query; after a lost race (_Retry), read afresh.
+    found = first_reads.pop(name) if name in first_reads else d.versions.get_function(name)
     rec, etag = found if found else (FunctionRecord(name, connection=connection), None)
     if rec.connection != connection and rec.status != REMOVED:
         error = f"{spec.directory}: the name {name!r} is deployed from another connected repository"
@@ -218,9 +226,11 @@ def _package_version(
             raise
         except (GitopsSyncError, ValueError) as exc:  # ValueError: a name a ZIP cannot hold
             raise _BuildFailed(f"{spec.directory}: {exc}") from exc
-        if d.blobs.upload(blob, package.data):
+        if d.blobs.upload(blob, package.data, known_absent=True):
             summary.bytes_uploaded += package.size
-        stored = d.blobs.stored_sha256(blob) or package.package_sha256
+            stored = package.package_sha256
+        else:  # another worker stored the same content first: use what is stored
+            stored = d.blobs.stored_sha256(blob) or package.package_sha256
         size = package.size
     else:
         size = next((v.size for v in d.versions.list_versions(spec.name) if v.sha256 == sha), 0)
