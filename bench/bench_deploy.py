@@ -219,15 +219,9 @@ class DeployBench:
         }
 
     def one_changed(self, ctx: AppContext, b: str, count: bool = False) -> dict[str, Any]:
-        """Time the deploy of B on a stack at A; then the function-row reads alone; drop it."""
+        """Time the deploy of B on a stack at A; drop the stack."""
         try:
-            result = self.deploy(ctx, b, count)
-            names = sorted(scan_functions(self.source, b).specs)
-            wall = time.perf_counter()
-            for name in names:  # what the deploy reads once per function, changed or not
-                ctx.deployer.versions.get_function(name)
-            result["row_reads_s"] = time.perf_counter() - wall
-            return result
+            return self.deploy(ctx, b, count)
         finally:
             self.drop(ctx)
 
@@ -281,7 +275,6 @@ def bench_deploy(az: Azurite, work: Path, functions: int, repeat: int) -> dict[s
     s_one, s_full = summarise(one), summarise(full)
     new_blob_sizes = sorted(one[0]["new_blobs"].values())
     s_one["requests"], s_full["requests"] = counted_one["requests"], counted_full["requests"]
-    reads = statistics.median(r["row_reads_s"] for r in one)
     return {
         "functions": functions,
         "repeat": repeat,
@@ -296,10 +289,6 @@ def bench_deploy(az: Azurite, work: Path, functions: int, repeat: int) -> dict[s
         "time_ratio": round(s_one["wall_s"] / s_full["wall_s"], 4),
         "cpu_ratio": round(s_one["cpu_s"] / s_full["cpu_s"], 4),
         "time_goal": 1 / 20,
-        # the N function-row point reads alone (timed after each 1-changed deploy), and
-        # the ratio the deploy would have without them
-        "row_reads_s": round(reads, 4),
-        "time_ratio_without_row_reads": round((s_one["wall_s"] - reads) / s_full["wall_s"], 4),
     }
 
 
@@ -394,9 +383,6 @@ def print_table(doc: dict[str, Any]) -> None:
     goal = "met" if d["time_ratio"] <= d["time_goal"] else "NOT met"
     print(f"time ratio 1/all: {d['time_ratio']:.3f} (goal <= {d['time_goal']:.3f}: {goal}); "
           f"cpu ratio {d['cpu_ratio']:.3f}")  # fmt: skip
-    print(f"of the 1-changed deploy, {d['functions']} function-row reads take "
-          f"{d['row_reads_s']:.3f}s; without them the ratio would be "
-          f"{d['time_ratio_without_row_reads']:.3f}")  # fmt: skip
     print(f"bytes uploaded {one['bytes_uploaded']}, container grew {one['listing_bytes_added']}, "
           f"changed package {d['changed_package_bytes']}: "
           f"{'exact' if d['bytes_exact'] else 'MISMATCH'}")  # fmt: skip
