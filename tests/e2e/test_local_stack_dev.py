@@ -218,6 +218,7 @@ def test_sigterm_stops_everything_cleanly(dev: Dev) -> None:
     assert not port_open(int(re.search(r":(\d+)$", dev.url).group(1)))  # type: ignore[union-attr]
 
 
+@pytest.mark.slow
 def test_dev_with_no_settings_makes_a_demo_that_webhook_send_finds(tmp_path: Path) -> None:
     """No settings at all: dev makes a demo repo and secret; a bare `webhook send` syncs it."""
     env = base_env(tmp_path)

@@ -66,6 +66,7 @@ def test_connections_add_refuses_a_secret_value_as_a_setting_name(env: dict[str,
     assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_jobs_list_and_show_read_the_tables(env: dict[str, str]):
     """A job recorded in the tables is listed and shown by the CLI; an unknown id fails."""
     ctx = AppContext.from_settings(Settings.from_env(env))

@@ -331,6 +331,7 @@ _bodies = st.one_of(
 )
 
 
+@pytest.mark.slow
 def test_fuzzed_deliveries_never_give_5xx(storage: str, tmp_path_factory):
     """Malformed headers and bodies, signed or not, never give a 5xx or raise."""
     stack = make_stack(storage, tmp_path_factory.mktemp("fuzz"))

@@ -73,6 +73,7 @@ def build_history(repo: Repo) -> list[str]:
     return commits
 
 
+@pytest.mark.slow
 def test_history_replay_in_order_is_exact_every_time(tmp_path):
     """Each commit of a history, synced in order, leaves exactly its files."""
     repo = Repo(tmp_path / "repo")
@@ -87,6 +88,7 @@ def test_history_replay_in_order_is_exact_every_time(tmp_path):
         assert (0, 0, 0) == (again["added"], again["updated"], again["deleted"])
 
 
+@pytest.mark.slow
 def test_any_order_and_force_push_back_is_exact(tmp_path):
     """Syncs in a shuffled order, and a branch force-pushed back, each end exact."""
     repo = Repo(tmp_path / "repo")

@@ -178,6 +178,7 @@ def test_reserved_and_unknown_files_are_404(synced) -> None:  # type: ignore[no-
     assert answers == [404] * 5
 
 
+@pytest.mark.slow
 def test_a_sync_landing_mid_download_breaks_the_transfer(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

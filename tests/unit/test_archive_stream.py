@@ -177,6 +177,7 @@ def _blob_id(data: bytes) -> str:
     return h.hexdigest()
 
 
+@pytest.mark.slow
 def test_more_than_65535_entries_use_zip64_end_records() -> None:
     """An archive past the classic ZIP's entry limit is still read back whole (ZIP64)."""
     count = 70_000
