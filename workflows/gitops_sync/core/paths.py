@@ -65,13 +65,19 @@ def safe_client_path(raw: str) -> str | None:
     norm = safe_relative_path(raw)
     if norm is None or norm.split("/", 1)[0].lower() == ".gitops-sync":
         return None
-    current = raw
+    # Both the path as sent and its normal form must survive every round of decoding:
+    # "./%2f" is "%2f" once normalised, which decodes to "/".
+    return norm if _survives_decoding(raw) and _survives_decoding(norm) else None
+
+
+def _survives_decoding(path: str) -> bool:
+    current = path
     for _ in range(_DECODE_ROUNDS):
         decoded = unquote(current)
         if decoded == current:
-            return norm
+            return True
         again = safe_relative_path(decoded)
         if again is None or again.split("/", 1)[0].lower() == ".gitops-sync":
-            return None
+            return False
         current = decoded
-    return None  # still decoding after every round: nobody writes names like that
+    return False  # still decoding after every round: nobody writes names like that
