@@ -214,6 +214,35 @@ def measure_cold(cache: Path, count: int, files: Files) -> dict[str, Any]:
     return {"new_version": summary(new_version), "restart_same_version": summary(same_version)}
 
 
+def measure_direct(cache: Path, requests: int) -> dict[str, Any]:
+    """No HTTP: FunctionRuntime.invoke against calling the handler, alternating, in this process."""
+    packages = Packages()
+    namespace: dict[str, Any] = {}
+    exec(HANDLER % 1, namespace)  # the benchmark's own handler
+    handler = namespace["handle"]
+    body = json.dumps(EVENT).encode()
+    times: dict[str, list[float]] = {"runtime": [], "inprocess": []}
+    with FunctionRuntime(cache_dir=cache, load_package=packages,
+                         lookup_setting=lambda n: None) as rt:  # fmt: skip
+        rt.set_active("echo", packages.add("echo", 1, {"main.py": HANDLER % 1}))
+        for _ in range(50):
+            assert rt.invoke("echo", body).status == 200
+        for _ in range(requests):
+            start = time.perf_counter()
+            rt.invoke("echo", body)
+            times["runtime"].append((time.perf_counter() - start) * 1000)
+            start = time.perf_counter()
+            json.dumps(handler(json.loads(body), None)).encode()
+            times["inprocess"].append((time.perf_counter() - start) * 1000)
+    runtime, inprocess = summary(times["runtime"]), summary(times["inprocess"])
+    return {
+        "runtime": runtime,
+        "inprocess": inprocess,
+        "overhead_p50_ms": round(runtime["p50_ms"] - inprocess["p50_ms"], 3),
+        "overhead_p99_ms": round(runtime["p99_ms"] - inprocess["p99_ms"], 3),
+    }
+
+
 def measure_rollback(cache: Path, rounds: int) -> dict[str, Any]:
     """1 active, deploy 2 (invoked), roll back to 1: time to 1's first answer after the rollback."""
     packages = Packages()
@@ -273,6 +302,7 @@ def main() -> None:
             server.send_signal(signal.SIGTERM)
             server.wait(timeout=30)
             server = None
+        results["direct"] = measure_direct(work / "direct", args.requests)
         results["cold_stdlib"] = measure_cold(
             work / "cold", args.cold, lambda v: {"main.py": HANDLER % v}
         )
@@ -308,6 +338,8 @@ def print_table(results: dict[str, Any]) -> None:
     rows = [
         ("warm, through the runtime", warm["runtime"]),
         ("warm, in-process handler", warm["inprocess"]),
+        ("no HTTP: FunctionRuntime.invoke", results["direct"]["runtime"]),
+        ("no HTTP: the handler called in-process", results["direct"]["inprocess"]),
         ("cold start, new version (stdlib handler)", cold["new_version"]),
         ("cold start, same version restarted (stdlib)", cold["restart_same_version"]),
         ("cold start, new version (imports pydantic)", large["new_version"]),
@@ -321,6 +353,9 @@ def print_table(results: dict[str, Any]) -> None:
     print(
         f"warm overhead: p50 {warm['overhead_p50_ms']:.3f} ms, p99 {warm['overhead_p99_ms']:.3f} ms"
     )
+    direct = results["direct"]
+    print(f"no-HTTP overhead: p50 {direct['overhead_p50_ms']:.3f} ms, "
+          f"p99 {direct['overhead_p99_ms']:.3f} ms")  # fmt: skip
     print(f"load average: {results['load_avg_start']} -> {results['load_avg_end']}")
 
 

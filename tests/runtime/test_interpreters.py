@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import ast
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -37,3 +40,23 @@ def test_a_function_runs_under_its_own_python(
 
     assert 200 == result.status
     assert runtime_id == "python{}.{}".format(*result.json())
+
+
+def test_the_bootstrap_imports_the_stdlib_only() -> None:
+    """bootstrap.py imports nothing outside the standard library (it runs under any Python)."""
+    from gitops_sync.runtime import bootstrap
+
+    tree = ast.parse(Path(bootstrap.__file__).read_text())
+    imported = {
+        alias.name.split(".")[0]
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Import)
+        for alias in node.names
+    } | {
+        node.module.split(".")[0]
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom) and node.module
+    }
+
+    assert set() == {name for name in imported if name not in sys.stdlib_module_names}
+    assert not any(isinstance(n, ast.ImportFrom) and n.level for n in ast.walk(tree))

@@ -222,3 +222,9 @@ def test_workers_exit_when_the_server_is_sigkilled(tmp_path: Path) -> None:
     finally:
         server.kill()
         server.wait()
+    with FunctionRuntime(
+        cache_dir=tmp_path / "next", load_package=PackageStore(), lookup_setting=SETTINGS.get
+    ) as successor:  # the next server deletes the dead one's empty memory cgroups
+        if successor.cgroups is not None:
+            folders = successor.cgroups.parent.parent.glob(f"gitops-sync-{server.pid}-*")
+            assert [] == list(folders)

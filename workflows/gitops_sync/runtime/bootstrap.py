@@ -287,8 +287,10 @@ def zygote_main(control_fd):
     Each worker's response pipe is kept here until the worker exits, then its exit status is
     written on it as a last frame, so the server learns how a worker ended without being its parent.
     """
+    import logging  # noqa: F401 - preloaded: most handlers log, and tracebacks need these
     import signal
     import socket
+    import traceback  # noqa: F401
 
     control = socket.socket(fileno=control_fd)
     exits: dict = {}
