@@ -157,8 +157,8 @@ def summary(key: str, a: list[Sample], b: list[Sample]) -> dict[str, object]:
     ref_s = statistics.median(s.wall for s in b)
     out: dict[str, object] = {
         "label": label,
-        "ours_s": round(ours_s, 4),
-        "ref_s": round(ref_s, 4),
+        "ours_s": round(ours_s, 6),
+        "ref_s": round(ref_s, 6),
         "ratio": round(ours_s / ref_s, 3),
         "goal": goal,
         "met": ours_s / ref_s <= goal,

@@ -23,7 +23,7 @@ def test_bench_sync_writes_ratios_as_ours_over_reference(tmp_path: Path) -> None
          "--out", str(tmp_path)],
         capture_output=True, text=True, timeout=600,
     )  # fmt: skip
-    assert 0 == proc.returncode, proc.stderr
+    assert 0 == proc.returncode, proc.stdout + proc.stderr
     doc = json.loads((tmp_path / "results.json").read_text())
     assert (40, 2, True, 0) == (
         doc["files"],
@@ -34,6 +34,6 @@ def test_bench_sync_writes_ratios_as_ours_over_reference(tmp_path: Path) -> None
     assert KEYS == set(doc["results"])
     for r in doc["results"].values():
         assert 2 == len(r["ours_wall_all"]) == len(r["ref_wall_all"])
-        assert r["ratio"] == pytest.approx(r["ours_s"] / r["ref_s"], rel=0.01)
+        assert r["ratio"] == pytest.approx(r["ours_s"] / r["ref_s"], rel=0.01, abs=0.002)
         assert r["met"] == (r["ratio"] <= r["goal"])
         assert 0 < r["python_cpu_s"] <= r["ours_cpu_s"] + 0.05
