@@ -105,9 +105,11 @@ def test_incremental_sync_observes_only_the_changed_paths(tmp_path: Path) -> Non
     assert ({"d1/f001.txt", "d2/f002.txt"}, 0) == (set(store.observed), store.listed)
     assert {"added": 0, "updated": 1, "deleted": 1, "unchanged": 59} == result.counts
     again = CountingStore(ws)
+    manifest_inode = (ws / ".gitops-sync/manifest.json").stat().st_ino
     noop = sync(repo, again)
     assert ([], [], 0) == (again.observed, again.hashed, noop.bytes_written)
     assert 60 == noop.counts["unchanged"]
+    assert manifest_inode == (ws / ".gitops-sync/manifest.json").stat().st_ino  # not rewritten
 
 
 def test_manifest_rows_stay_exact_through_appends_and_compaction(

@@ -265,6 +265,11 @@ def _incremental(
     rows = [(p, f.blob_id, f.size, f.mode, "") for p, f in sorted(want.items())]
     rows.extend((p, "", 0, 0, "") for p in removed)
     appended = manifest.appended + len(rows)
+    same = (header.commit, header.ref, header.functions) == (
+        manifest.commit, manifest.ref, manifest.functions,
+    )  # fmt: skip
+    if raw_manifest and rows_match_index and not rows and same:
+        return result  # nothing changed, not even the bookkeeping: nothing is written
     if raw_manifest and rows_match_index and appended <= max(1000, indexed_before // 4):
         header.index, header.appended = idx.checksum(), appended
         store.write_meta(MANIFEST, append_rows(raw_manifest, header, rows))
