@@ -103,7 +103,8 @@ async def send_stream(url: str, duration: float, rate: float, seed: int) -> list
     plan = plan_deliveries(int(duration * rate), rng)
     health_rate = 5.0
     results: list[Sent] = []
-    limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
+    # As GitHub, never queue a delivery on our side: as many connections as it takes.
+    limits = httpx.Limits(max_connections=2000, max_keepalive_connections=256)
     async with httpx.AsyncClient(base_url=url, limits=limits, timeout=30) as client:
         start = time.perf_counter() + 0.5
 
