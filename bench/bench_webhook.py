@@ -27,6 +27,7 @@ import tempfile
 import time
 import uuid
 from collections import defaultdict
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -226,6 +227,52 @@ async def jobs_exist(url: str, job_ids: set[str]) -> int:
         return sum(await asyncio.gather(*(known(j) for j in job_ids)))
 
 
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+async def unsigned_flood(url: str, pid: int, posts: int = 32, size: int = 25 << 20) -> dict:
+    """``posts`` concurrent unsigned posts of ``size`` bytes each; the server's RSS
+    (sampled every 20 ms) before, at its peak and after."""
+    idle = rss_mb(pid)
+    peak = idle
+    done = asyncio.Event()
+
+    async def sample() -> None:
+        nonlocal peak
+        while not done.is_set():
+            peak = max(peak, rss_mb(pid))
+            await asyncio.sleep(0.02)
+
+    async def body() -> AsyncIterator[bytes]:
+        chunk = b"x" * (1 << 20)
+        for _ in range(size >> 20):
+            yield chunk
+
+    statuses: list[int | str] = []
+    sampler = asyncio.create_task(sample())
+    async with httpx.AsyncClient(base_url=url, timeout=60) as client:
+
+        async def one() -> None:
+            headers = {"X-GitHub-Event": "push", "Content-Length": str(size)}
+            try:
+                r = await client.post("/api/github/webhook", content=body(), headers=headers)
+                statuses.append(r.status_code)
+            except httpx.TransportError as exc:  # the server may close before we finish
+                statuses.append(type(exc).__name__)
+
+        await asyncio.gather(*(one() for _ in range(posts)))
+    await asyncio.sleep(1.0)
+    done.set()
+    await sampler
+    counts = {str(k): statuses.count(k) for k in sorted(set(statuses), key=str)}
+    return {"idle_mb": round(idle, 1), "peak_mb": round(peak, 1),
+            "after_mb": round(rss_mb(pid), 1), "answers": counts}  # fmt: skip
+
+
 def summarize(values: list[float]) -> dict[str, float]:
     return {
         "n": len(values),
@@ -241,6 +288,11 @@ def main() -> int:
     ap.add_argument("--duration", type=float, default=60.0, help="seconds of sustained load")
     ap.add_argument("--rate", type=float, default=50.0, help="webhook deliveries per second")
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument(
+        "--unsigned-flood",
+        action="store_true",
+        help="instead: 32 concurrent unsigned 25 MiB posts; report the server's RSS",
+    )
     args = ap.parse_args()
 
     from gitops_sync.adapters.azurite import Azurite
@@ -280,6 +332,15 @@ def main() -> int:
             else:
                 print((tmp / "serve.log").read_text(), file=sys.stderr)
                 return 2
+            if args.unsigned_flood:
+                asyncio.run(send_stream(url, 1.0, 10, seed=args.seed + 1000))  # warm up
+                flood = asyncio.run(unsigned_flood(url, server.pid))
+                OUT.mkdir(parents=True, exist_ok=True)
+                (OUT / "flood.json").write_text(json.dumps(flood, indent=2) + "\n")
+                print(f"32 unsigned 25 MiB posts: server RSS {flood['idle_mb']} MB idle,"
+                      f" {flood['peak_mb']} MB peak, {flood['after_mb']} MB after;"
+                      f" answers {flood['answers']}")  # fmt: skip
+                return 0
             # Warm-up: the first calls create tables and the queue; they are not measured.
             asyncio.run(send_stream(url, 1.0, 10, seed=args.seed + 1000))
             conn = azurite.connection_string
