@@ -133,7 +133,12 @@ async def send_stream(url: str, duration: float, rate: float, seed: int) -> list
 
         async def one_health(at: float) -> None:
             await asyncio.sleep(max(0.0, at - time.perf_counter()))
-            r = await client.get("/api/health")
+            try:
+                r = await client.get("/api/health")
+            except httpx.TransportError as exc:
+                latency = (time.perf_counter() - at) * 1000
+                results.append(Sent("health", None, latency, 0, error=type(exc).__name__))
+                return
             results.append(Sent("health", None, (time.perf_counter() - at) * 1000, r.status_code))
 
         tasks = [
@@ -217,7 +222,9 @@ def job_records(conn: str) -> dict[str, str]:
 async def jobs_exist(url: str, job_ids: set[str]) -> int:
     """How many of ``job_ids`` the server's job API knows (all of them, if nothing was lost)."""
     sem = asyncio.Semaphore(16)
-    async with httpx.AsyncClient(base_url=url, headers={"x-functions-key": KEY}) as client:
+    async with httpx.AsyncClient(
+        base_url=url, headers={"x-functions-key": KEY}, timeout=60
+    ) as client:
 
         async def known(job_id: str) -> bool:
             async with sem:
