@@ -27,6 +27,7 @@ import tempfile
 import time
 import uuid
 from collections import defaultdict
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -103,7 +104,8 @@ async def send_stream(url: str, duration: float, rate: float, seed: int) -> list
     plan = plan_deliveries(int(duration * rate), rng)
     health_rate = 5.0
     results: list[Sent] = []
-    limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
+    # As GitHub, never queue a delivery on our side: as many connections as it takes.
+    limits = httpx.Limits(max_connections=2000, max_keepalive_connections=256)
     async with httpx.AsyncClient(base_url=url, limits=limits, timeout=30) as client:
         start = time.perf_counter() + 0.5
 
@@ -131,7 +133,12 @@ async def send_stream(url: str, duration: float, rate: float, seed: int) -> list
 
         async def one_health(at: float) -> None:
             await asyncio.sleep(max(0.0, at - time.perf_counter()))
-            r = await client.get("/api/health")
+            try:
+                r = await client.get("/api/health")
+            except httpx.TransportError as exc:
+                latency = (time.perf_counter() - at) * 1000
+                results.append(Sent("health", None, latency, 0, error=type(exc).__name__))
+                return
             results.append(Sent("health", None, (time.perf_counter() - at) * 1000, r.status_code))
 
         tasks = [
@@ -215,7 +222,9 @@ def job_records(conn: str) -> dict[str, str]:
 async def jobs_exist(url: str, job_ids: set[str]) -> int:
     """How many of ``job_ids`` the server's job API knows (all of them, if nothing was lost)."""
     sem = asyncio.Semaphore(16)
-    async with httpx.AsyncClient(base_url=url, headers={"x-functions-key": KEY}) as client:
+    async with httpx.AsyncClient(
+        base_url=url, headers={"x-functions-key": KEY}, timeout=60
+    ) as client:
 
         async def known(job_id: str) -> bool:
             async with sem:
@@ -223,6 +232,52 @@ async def jobs_exist(url: str, job_ids: set[str]) -> int:
                 return r.status_code == 200 and r.json()["status"] == "queued"
 
         return sum(await asyncio.gather(*(known(j) for j in job_ids)))
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+async def unsigned_flood(url: str, pid: int, posts: int = 32, size: int = 25 << 20) -> dict:
+    """``posts`` concurrent unsigned posts of ``size`` bytes each; the server's RSS
+    (sampled every 20 ms) before, at its peak and after."""
+    idle = rss_mb(pid)
+    peak = idle
+    done = asyncio.Event()
+
+    async def sample() -> None:
+        nonlocal peak
+        while not done.is_set():
+            peak = max(peak, rss_mb(pid))
+            await asyncio.sleep(0.02)
+
+    async def body() -> AsyncIterator[bytes]:
+        chunk = b"x" * (1 << 20)
+        for _ in range(size >> 20):
+            yield chunk
+
+    statuses: list[int | str] = []
+    sampler = asyncio.create_task(sample())
+    async with httpx.AsyncClient(base_url=url, timeout=60) as client:
+
+        async def one() -> None:
+            headers = {"X-GitHub-Event": "push", "Content-Length": str(size)}
+            try:
+                r = await client.post("/api/github/webhook", content=body(), headers=headers)
+                statuses.append(r.status_code)
+            except httpx.TransportError as exc:  # the server may close before we finish
+                statuses.append(type(exc).__name__)
+
+        await asyncio.gather(*(one() for _ in range(posts)))
+    await asyncio.sleep(1.0)
+    done.set()
+    await sampler
+    counts = {str(k): statuses.count(k) for k in sorted(set(statuses), key=str)}
+    return {"idle_mb": round(idle, 1), "peak_mb": round(peak, 1),
+            "after_mb": round(rss_mb(pid), 1), "answers": counts}  # fmt: skip
 
 
 def summarize(values: list[float]) -> dict[str, float]:
@@ -240,6 +295,11 @@ def main() -> int:
     ap.add_argument("--duration", type=float, default=60.0, help="seconds of sustained load")
     ap.add_argument("--rate", type=float, default=50.0, help="webhook deliveries per second")
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument(
+        "--unsigned-flood",
+        action="store_true",
+        help="instead: 32 concurrent unsigned 25 MiB posts; report the server's RSS",
+    )
     args = ap.parse_args()
 
     from gitops_sync.adapters.azurite import Azurite
@@ -279,6 +339,15 @@ def main() -> int:
             else:
                 print((tmp / "serve.log").read_text(), file=sys.stderr)
                 return 2
+            if args.unsigned_flood:
+                asyncio.run(send_stream(url, 1.0, 10, seed=args.seed + 1000))  # warm up
+                flood = asyncio.run(unsigned_flood(url, server.pid))
+                OUT.mkdir(parents=True, exist_ok=True)
+                (OUT / "flood.json").write_text(json.dumps(flood, indent=2) + "\n")
+                print(f"32 unsigned 25 MiB posts: server RSS {flood['idle_mb']} MB idle,"
+                      f" {flood['peak_mb']} MB peak, {flood['after_mb']} MB after;"
+                      f" answers {flood['answers']}")  # fmt: skip
+                return 0
             # Warm-up: the first calls create tables and the queue; they are not measured.
             asyncio.run(send_stream(url, 1.0, 10, seed=args.seed + 1000))
             conn = azurite.connection_string

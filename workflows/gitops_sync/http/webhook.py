@@ -34,9 +34,9 @@ BODY_BUDGET = 64 * 1024 * 1024
 #: the whole body must arrive within this long (GitHub waits 10 s for the answer)
 BODY_DEADLINE_S = 10.0
 #: deliveries acknowledged at once (threads doing storage calls)
-INTAKE_SLOTS = 16
+INTAKE_SLOTS = 8
 #: deliveries waiting for a slot; more are refused at once
-INTAKE_BACKLOG = 64
+INTAKE_BACKLOG = 32
 #: a delivery not acknowledged this long after its body arrived gets 503
 ACK_DEADLINE_S = 2.0
 RETRY_AFTER_S = "5"
