@@ -82,3 +82,14 @@ def test_no_lease_means_no_guard(tmp_path: Path):
     """A lock that cannot lapse (the local stack's flock) leaves the store as it is."""
     inner = DirectoryStore(tmp_path)
     assert inner is guard(inner, None)
+
+
+def test_a_guarded_local_folder_still_takes_the_index_path(tmp_path: Path):
+    """The guard passes the local-folder reads through, so the worker's sync keeps its git index."""
+    from gitops_sync.sync_index import local_directory
+
+    inner, _lease, guarded = _store(tmp_path)
+    assert local_directory(guarded) is guarded
+    assert inner.local_root == guarded.local_root
+    assert (inner.trust_mode, inner.is_empty()) == (guarded.trust_mode, guarded.is_empty())
+    assert inner.observe(["a.txt"]).files.keys() == guarded.observe(["a.txt"]).files.keys()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from contextlib import AbstractContextManager
+from pathlib import Path
 from typing import Protocol
 
 from .core.model import Content, Listing
@@ -39,6 +40,21 @@ class LeaseGuardedStore:
         return self.store.case_insensitive
 
     # ------------------------------------------------------------- reads: passed through
+    @property
+    def local_root(self) -> Path | None:
+        """The folder a local store is (the sync keeps a git index there), else None."""
+        return getattr(self.store, "local_root", None)
+
+    @property
+    def trust_mode(self) -> bool:
+        return bool(getattr(self.store, "trust_mode", True))
+
+    def is_empty(self) -> bool:
+        return bool(self.store.is_empty())  # type: ignore[attr-defined]
+
+    def observe(self, paths: Iterable[str]) -> Listing:
+        return self.store.observe(paths)  # type: ignore[attr-defined]
+
     def describe(self) -> str:
         return self.store.describe()
 
