@@ -64,15 +64,16 @@ def sync_with_index(
     if local is None:
         return None
     idx = workspace_index(source, local)
-    if local.is_empty():
-        return _full_sync(source, commit, ref, local, idx, dry_run=dry_run, progress=progress)
-    if not idx.exists or not (idx.ready() or not dry_run):
+    empty = local.is_empty()
+    if not empty and (not idx.exists or not (idx.ready() or not dry_run)):
         return None
     try:
+        if empty:
+            return _full_sync(source, commit, ref, local, idx, dry_run=dry_run, progress=progress)
         if not dry_run:
             idx.prepare()
         return _incremental(source, commit, ref, local, idx, dry_run=dry_run, progress=progress)
-    except IndexUnusable as exc:
+    except IndexUnusable as exc:  # e.g. a name git refuses to check out (``.GIT/x``)
         log.info("git index of %s unusable (%s): comparing by manifest", store.describe(), exc)
         if not dry_run:
             idx.remove()
