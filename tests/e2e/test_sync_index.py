@@ -278,3 +278,36 @@ def test_a_stray_git_directory_at_the_top_is_removed(tmp_path: Path) -> None:
     result = sync(repo, DirectoryStore(ws))
     assert (1, False) == (result.counts["deleted"], (ws / ".git").exists())
     assert_exact(repo, a, ws)
+
+
+def test_a_name_git_refuses_to_check_out_falls_back_to_the_manifest_path(tmp_path: Path) -> None:
+    """A tree holding ``.GIT/x`` (git will not check it out) still syncs exactly, twice."""
+    repo = Repo(tmp_path / "repo")
+    blob = subprocess.run(
+        ["git", "hash-object", "-w", "--stdin"], input=b"hi\n", cwd=repo.path,
+        check=True, capture_output=True,
+    ).stdout.decode().strip()  # fmt: skip
+
+    def mktree(text: str) -> str:
+        return (
+            subprocess.run(
+                ["git", "mktree"],
+                input=text.encode(),
+                cwd=repo.path,
+                check=True,
+                capture_output=True,
+            )
+            .stdout.decode()
+            .strip()
+        )
+
+    sub = mktree(f"100644 blob {blob}\tx\n")
+    tree = mktree(f"040000 tree {sub}\t.GIT\n100644 blob {blob}\tok.txt\n")
+    commit = repo.git("commit-tree", tree, "-m", "odd name")
+    ws = tmp_path / "ws"
+    source = GitSource(str(repo.path), cache_dir=tmp_path / "cache")
+    sync_workspace(source, commit, DirectoryStore(ws))
+    assert {".GIT/x": b"hi\n", "ok.txt": b"hi\n"} == {
+        p: d for p, (d, _x) in workspace_files(ws).items()
+    }
+    assert 0 == sync_workspace(source, commit, DirectoryStore(ws)).bytes_written

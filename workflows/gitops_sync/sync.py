@@ -8,13 +8,11 @@ written last, so a crash anywhere leaves a state the next sync repairs exactly.
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Iterator, Mapping
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .adapters.git_source import GitSource
 from .core.functions import FunctionReport, detect_function_changes, find_function_tomls
@@ -31,7 +29,9 @@ from .core.plan import (
 from .core.select import SYNCIGNORE, SyncIgnore, select_desired
 from .ports import WorkspaceStore
 
-log = logging.getLogger("gitops_sync")
+if TYPE_CHECKING:
+    from concurrent.futures import Future
+
 MANIFEST = "manifest.json"
 INLINE_LIMIT = 4 << 20  # blobs up to this size are read whole and may be written in parallel
 
@@ -86,6 +86,8 @@ def verify_contents(
     if store.max_concurrency <= 1 or len(paths) < 8:
         found = {p: store.hash_file(p) for p in paths}
     else:
+        from concurrent.futures import ThreadPoolExecutor  # deferred: a no-op sync needs none
+
         with ThreadPoolExecutor(store.max_concurrency, thread_name_prefix="gitops-sync-hash") as p:
             found = dict(zip(paths, p.map(store.hash_file, paths), strict=True))
     if not getattr(store, "trust_mode", True):
@@ -194,7 +196,9 @@ def _write_all(
         return stamps
     by_blob = iter(writes)
     with source.blobs(f.blob_id for f in writes) as blobs:
-        if store.max_concurrency <= 1:
+        # a few local writes are quicker in turn than through a thread pool
+        few_local = len(writes) < 8 and getattr(store, "local_root", None) is not None
+        if store.max_concurrency <= 1 or few_local:
             for (_oid, size, chunks), f in zip(blobs, by_blob, strict=True):
                 stamps[f.path] = store.write_file(f.path, f.mode, chunks)
                 if progress:
@@ -211,6 +215,8 @@ def _write_parallel(
     progress: Progress | None,
 ) -> None:
     """Blobs are read in order from one git process; small ones are written by a pool."""
+    from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+
     limit = store.max_concurrency
     pending: dict[Future[str], SourceFile] = {}
 

@@ -18,7 +18,6 @@ phases and apply order; what differs is how the two sides are listed:
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, cast
@@ -36,7 +35,11 @@ if TYPE_CHECKING:
     from .core.functions import FunctionReport, RecordedFunction
     from .ports import LocalDirectory, WorkspaceStore
 
-log = logging.getLogger("gitops_sync")
+
+def _note(message: str, *args: object) -> None:
+    import logging  # deferred: only the fallbacks log
+
+    logging.getLogger("gitops_sync").info(message, *args)
 
 
 def local_directory(store: WorkspaceStore) -> LocalDirectory | None:
@@ -64,16 +67,17 @@ def sync_with_index(
     if local is None:
         return None
     idx = workspace_index(source, local)
-    if local.is_empty():
-        return _full_sync(source, commit, ref, local, idx, dry_run=dry_run, progress=progress)
-    if not idx.exists or not (idx.ready() or not dry_run):
+    empty = local.is_empty()
+    if not empty and (not idx.exists or not (idx.ready() or not dry_run)):
         return None
     try:
+        if empty:
+            return _full_sync(source, commit, ref, local, idx, dry_run=dry_run, progress=progress)
         if not dry_run:
             idx.prepare()
         return _incremental(source, commit, ref, local, idx, dry_run=dry_run, progress=progress)
-    except IndexUnusable as exc:
-        log.info("git index of %s unusable (%s): comparing by manifest", store.describe(), exc)
+    except IndexUnusable as exc:  # e.g. a name git refuses to check out (``.GIT/x``)
+        _note("git index of %s unusable (%s): comparing by manifest", store.describe(), exc)
         if not dry_run:
             idx.remove()
         return None
@@ -91,7 +95,7 @@ def rebuild_index(source: GitSource, store: WorkspaceStore, desired: dict[str, S
         idx.reset((p, f.mode, f.blob_id) for p, f in desired.items())
         idx.refresh_all()
     except IndexUnusable as exc:
-        log.info("no git index for %s (%s)", store.describe(), exc)
+        _note("no git index for %s (%s)", store.describe(), exc)
         idx.remove()
 
 

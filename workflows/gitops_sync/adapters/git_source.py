@@ -10,8 +10,6 @@ failures are translated into ``core.errors`` here, with URLs and tokens redacted
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import os
 import re
 import subprocess
@@ -104,6 +102,8 @@ class GitSource:
             if cache_dir is None:
                 raise UsageError("a cache directory is needed to fetch a URL")
             root = cache_dir
+            import hashlib
+
             key = hashlib.sha256(redact(location).encode()).hexdigest()[:24]
             self.git_dir = root / f"{key}.git"
             self._init_cache(root)
@@ -118,6 +118,8 @@ class GitSource:
         env.pop("GIT_DIR", None)
         if token:
             # Passed through the environment: never in argv (ps) and never on disk.
+            import base64
+
             basic = base64.b64encode(f"x-access-token:{token}".encode()).decode()
             env.update(
                 GIT_CONFIG_COUNT="1",
@@ -188,6 +190,8 @@ class GitSource:
         have = self._git("rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}", check=False)
         if _HEX.match(ref) and have.returncode == 0:
             return have.stdout.decode().strip()  # a commit id is immutable: no fetch needed
+        import hashlib
+
         target = f"refs/gitops-sync/{hashlib.sha1(ref.encode()).hexdigest()}"  # noqa: S324 (a name)
         proc = self._git(
             "fetch", "--quiet", "--no-tags", "--depth=1", "--no-write-fetch-head",
