@@ -69,6 +69,7 @@ def sh(*args: str, cwd: Path | None = None, **kw) -> subprocess.CompletedProcess
 def ensure_tools() -> None:
     if shutil.which("rsync") is None:
         print("rsync is missing: apt-get install rsync", flush=True)
+        sh("apt-get", "update", "-q")
         sh("apt-get", "install", "-y", "-q", "rsync")
 
 
