@@ -4,11 +4,41 @@ _include/, _deps/), built in memory for the functionapp target's tests."""
 from __future__ import annotations
 
 import hashlib
-import io
 import json
-import zipfile
 from collections.abc import Mapping, Sequence
 from typing import Any
+
+from gitops_sync.core.function_toml import FunctionSpec
+from gitops_sync.core.packaging import Entry, build_package
+
+
+def normalised_config(name: str, **config: Any) -> dict[str, Any]:
+    """A function's normalised config: function.toml's own defaults, then ``config``."""
+    return {**FunctionSpec(name, f"functions/{name}", "python3.11", "main.handle").normalised(),
+            **config}  # fmt: skip
+
+
+def package_bytes(
+    name: str,
+    files: Mapping[str, bytes | str],
+    config: Mapping[str, Any],
+    requirements: Sequence[Mapping[str, str]] = (),
+) -> tuple[str, bytes]:
+    """(content sha256, ZIP bytes), written by the real packager (``core.packaging``)."""
+    data = {p: v.encode() if isinstance(v, str) else v for p, v in files.items()}
+    h = hashlib.sha256(json.dumps([dict(config), list(requirements)], sort_keys=True).encode())
+    for path in sorted(data):
+        h.update(path.encode() + b"\0" + hashlib.sha256(data[path]).digest())
+    sha = h.hexdigest()
+    package = build_package(
+        [Entry(p, d, p.endswith(".sh")) for p, d in sorted(data.items())],
+        name=name,
+        sha256=sha,
+        commit="0" * 40,
+        config=config,
+        requirements=requirements,
+    )
+    return sha, package.data
 
 
 def function_package(
@@ -22,38 +52,15 @@ def function_package(
     timeout_seconds: int = 30,
 ) -> tuple[str, str, bytes]:
     """(name, content sha256, ZIP bytes) of one function version; ``files`` by package path."""
-    data = {p: v.encode() if isinstance(v, str) else v for p, v in files.items()}
-    config: dict[str, Any] = {
-        "name": name,
-        "runtime": "python3.11",
-        "handler": handler,
-        "memory_mb": 128,
-        "timeout_seconds": timeout_seconds,
-        "warm_workers": 1,
-        "max_concurrency": 10,
-        "include": [],
-        "secrets": list(secrets),
-        "environment": dict(environment or {}),
-    }
-    h = hashlib.sha256(json.dumps([config, list(requirements)], sort_keys=True).encode())
-    for path in sorted(data):
-        h.update(path.encode() + b"\0" + hashlib.sha256(data[path]).digest())
-    sha = h.hexdigest()
-    manifest = {
-        "format": 1,
-        "name": name,
-        "sha256": sha,
-        "commit": "0" * 40,
-        "config": config,
-        "files": [{"path": p, "mode": "100644"} for p in sorted(data)],
-        "requirements": list(requirements),
-    }
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
-        zf.writestr("manifest.json", json.dumps(manifest))
-        for path in sorted(data):
-            zf.writestr(path, data[path])
-    return name, sha, buf.getvalue()
+    config = normalised_config(
+        name,
+        handler=handler,
+        timeout_seconds=timeout_seconds,
+        secrets=list(secrets),
+        environment=dict(environment or {}),
+    )
+    sha, data = package_bytes(name, files, config, requirements)
+    return name, sha, data
 
 
 def dist(name: str, version: str, modules: Mapping[str, str]) -> dict[str, str]:

@@ -7,27 +7,13 @@ deploy side's ``load_package`` (it counts loads, and can be told to fail).
 from __future__ import annotations
 
 import hashlib
-import io
-import json
 import threading
-import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from gitops_sync.runtime import VersionRef
-
-DEFAULT_CONFIG: dict[str, Any] = {
-    "runtime": "python3.11",
-    "handler": "main.handle",
-    "memory_mb": 128,
-    "timeout_seconds": 30,
-    "warm_workers": 1,
-    "max_concurrency": 10,
-    "include": [],
-    "secrets": [],
-    "environment": {},
-}
+from tests.function_packages import normalised_config, package_bytes
 
 
 def make_package(
@@ -37,27 +23,8 @@ def make_package(
     **config: Any,
 ) -> tuple[VersionRef, bytes]:
     """A package ZIP (manifest.json + ``files`` at their paths) and the VersionRef naming it."""
-    normalised = {**DEFAULT_CONFIG, "name": name, **config}
-    content = hashlib.sha256(json.dumps(normalised, sort_keys=True).encode())
-    for path in sorted(files):
-        data = files[path]
-        content.update(path.encode() + b"\0" + (data.encode() if isinstance(data, str) else data))
-    sha256 = content.hexdigest()
-    manifest = {
-        "format": 1,
-        "name": name,
-        "sha256": sha256,
-        "commit": "0" * 40,
-        "config": normalised,
-        "files": sorted(files),
-        "requirements": [],
-    }
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as zf:
-        zf.writestr("manifest.json", json.dumps(manifest, sort_keys=True))
-        for path in sorted(files):
-            zf.writestr(path, files[path])
-    data = buffer.getvalue()
+    normalised = normalised_config(name, **config)
+    sha256, data = package_bytes(name, files, normalised)
     ref = VersionRef(name, version, sha256, hashlib.sha256(data).hexdigest(), normalised)
     return ref, data
 
