@@ -11,10 +11,12 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import httpx
+
+from gitops_sync.local.server import LocalServer
 
 GITOPS_SYNC = str(Path(sys.executable).parent / "gitops-sync")
 _SCRUBBED = (
@@ -149,3 +151,23 @@ def wait_job(
                 return doc
         time.sleep(0.1)
     raise AssertionError(f"job {job_id} never reached {statuses}: {doc}")
+
+
+@contextlib.contextmanager
+def serving(app: object, timeout: float = 30.0) -> Iterator[LocalServer]:
+    """``app`` served by ``LocalServer`` on a free loopback port, in a thread; stopped after."""
+    import asyncio
+
+    server = LocalServer(app, port=0)
+    thread = threading.Thread(target=lambda: asyncio.run(server.serve()), daemon=True)
+    thread.start()
+    deadline = time.monotonic() + timeout
+    while not server.started and time.monotonic() < deadline and thread.is_alive():
+        time.sleep(0.02)
+    assert server.started, "the test server did not start"
+    try:
+        yield server
+    finally:
+        server.stop()
+        thread.join(timeout=timeout)
+        assert not thread.is_alive()

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import subprocess
 import sys
-import threading
-import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -19,8 +16,8 @@ import pytest
 
 from gitops_sync import intake
 from gitops_sync.http.app import create_app
-from gitops_sync.local.server import LocalServer
 from tests.deploy_support import add_function
+from tests.e2e.local_stack_support import serving
 from tests.pipeline_support import Stack, delivery_headers, make_stack, push_payload
 
 pytestmark = pytest.mark.azurite
@@ -37,16 +34,8 @@ def stack(storage: str, tmp_path: Path) -> Iterator[Stack]:
 
 @pytest.fixture()
 def url(stack: Stack) -> Iterator[str]:
-    server = LocalServer(create_app(stack.ctx), port=0)
-    thread = threading.Thread(target=lambda: asyncio.run(server.serve()), daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert server.started
-    yield server.url
-    server.stop()
-    thread.join(timeout=30)
+    with serving(create_app(stack.ctx)) as server:
+        yield server.url
 
 
 def push(stack: Stack) -> dict[str, Any]:

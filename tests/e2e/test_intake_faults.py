@@ -6,12 +6,10 @@ Faults come from a real proxy in front of Azurite's table endpoint
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 import socket
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -25,7 +23,7 @@ from gitops_sync.core.webhook import sign
 from gitops_sync.http import webhook as webhook_route
 from gitops_sync.http.app import create_app
 from gitops_sync.jobs import SUCCEEDED, SUPERSEDED
-from gitops_sync.local.server import LocalServer
+from tests.e2e.local_stack_support import serving as serve_app
 from tests.pipeline_support import (
     SECRET,
     Client,
@@ -200,17 +198,8 @@ def test_a_storage_stall_is_answered_503_within_the_ack_deadline(
 # ------------------------------------------------------------ bodies, over real HTTP
 @contextmanager
 def serving(stack: Stack) -> Iterator[tuple[str, int]]:
-    server = LocalServer(create_app(stack.ctx), port=0)
-    thread = threading.Thread(target=lambda: asyncio.run(server.serve()), daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.02)
-    try:
+    with serve_app(create_app(stack.ctx)) as server:
         yield server.url, server.port
-    finally:
-        server.stop()
-        thread.join(timeout=20)
 
 
 def _raw_request(port: int, head: str, body_parts: list[bytes], pause_s: float) -> bytes:

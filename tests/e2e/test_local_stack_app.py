@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -19,6 +17,7 @@ from gitops_sync.http.app import create_app
 from gitops_sync.http.routing import ApiRoute
 from gitops_sync.local.server import LocalServer
 from gitops_sync.settings import Settings
+from tests.e2e.local_stack_support import serving as serve_app
 
 KEY = "local-key-123456"
 SECRET = "webhook-secret-abcdef"
@@ -65,18 +64,8 @@ ROUTES = [
 @contextmanager
 def serving(ctx: FakeContext) -> Iterator[str]:
     """The app served by ``LocalServer`` on a free loopback port, in a thread."""
-    server = LocalServer(create_app(ctx, ROUTES), port=0)  # type: ignore[arg-type]
-    thread = threading.Thread(target=lambda: asyncio.run(server.serve()), daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.02)
-    try:
+    with serve_app(create_app(ctx, ROUTES)) as server:  # type: ignore[arg-type]
         yield server.url
-    finally:
-        server.stop()
-        thread.join(timeout=10)
-        assert not thread.is_alive()
 
 
 @pytest.fixture(scope="module")
