@@ -116,8 +116,9 @@ def test_commands_find_the_running_dev_from_a_subfolder(dev: Dev) -> None:
         ["jobs", "show", "some-job"],
         ["download", "-o", "ws.zip"],
         ["webhook", "send", "--event", "ping", "--secret", "s"],
+        ["connections", "list"],
     ],
-    ids=["jobs-list", "jobs-show", "download", "webhook-send"],
+    ids=["jobs-list", "jobs-show", "download", "webhook-send", "connections-list"],
 )
 def test_server_commands_word_failures_alike(dev: Dev, tmp_path: Path, args: list[str]) -> None:
     """With nobody listening, every command exits 1 with the same line; with a malformed

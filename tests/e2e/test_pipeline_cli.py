@@ -9,7 +9,6 @@ import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -87,41 +86,17 @@ def test_jobs_list_and_show_read_the_tables(env: dict[str, str]):
 
 @pytest.fixture()
 def api(storage: str, tmp_path: Path) -> Iterator[tuple[str, AppContext]]:
-    """A real HTTP server on 127.0.0.1 (free port) serving the shared routes with a key."""
-    import socket
-    import threading
+    """The real app (key checks on) on a real HTTP server on a free loopback port."""
+    from gitops_sync.http.app import create_app
+    from tests.e2e.local_stack_support import serving
 
-    import uvicorn
-    from starlette.middleware.base import BaseHTTPMiddleware
-    from starlette.requests import Request
-    from starlette.responses import Response
-
-    from tests.pipeline_support import asgi_app
-
-    settings = Settings.from_env({"AzureWebJobsStorage": storage, "WORKSPACE_ROOT": str(tmp_path)})
+    env = {"AzureWebJobsStorage": storage, "WORKSPACE_ROOT": str(tmp_path)}
+    settings = Settings.from_env({**env, "GITOPS_SYNC_API_KEY": API_KEY})
     ctx = AppContext.from_settings(settings, prefix=f"cli{uuid.uuid4().hex[:10]}")
-    app = asgi_app(ctx)
-
-    async def require_key(request: Request, call_next: Any) -> Response:
-        if request.headers.get("x-functions-key") != API_KEY:
-            return Response(status_code=401)
-        return await call_next(request)
-
-    app.add_middleware(BaseHTTPMiddleware, dispatch=require_key)
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]})
-    thread.start()
-    try:
-        while not server.started:
-            thread.join(0.05)
-            assert thread.is_alive()
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}", ctx
-    finally:
-        server.should_exit = True
-        thread.join()
-        sock.close()
+    ctx.enforce_keys = True
+    with serving(create_app(ctx)) as server:
+        yield server.url, ctx
+    ctx.close()
 
 
 def test_jobs_through_a_servers_api(env: dict[str, str], api: tuple[str, AppContext]):
@@ -141,3 +116,88 @@ def test_jobs_through_a_servers_api(env: dict[str, str], api: tuple[str, AppCont
     refused = _run({**env, "GITOPS_SYNC_API_KEY": "wrong"}, "jobs", "show", "x", "--url", url)
     assert refused.returncode != 0 and "key" in refused.stderr
     assert "Traceback" not in refused.stderr
+
+
+def test_connections_through_a_servers_api(env: dict[str, str], api: tuple[str, AppContext]):
+    """With --url and --key, `connections add|list|remove` go through /api/connections: what
+    is added lands in the server's tables, a refused field is exit 2 with its reason, an
+    unknown id is exit 2, and a wrong key is exit 1."""
+    url, ctx = api
+    env = {k: v for k, v in env.items() if k != "AzureWebJobsStorage"}
+    repo = f"acme/r{uuid.uuid4().hex[:8]}"
+    srv = ("--url", url, "--key", API_KEY)
+    added = _run(env, "connections", "add", repo, "--secret-setting", "HOOK_X", "--branch", "dev",
+                 *srv)  # fmt: skip
+    assert (0, "") == (added.returncode, added.stderr)
+    stored = ctx.connections.for_repository(repo)
+    assert stored is not None and ("dev", "HOOK_X") == (stored.branch, stored.secret_setting)
+    listed = _run(env, "connections", "list", "--json", *srv)
+    assert 0 == listed.returncode, listed.stderr
+    [doc] = [d for d in json.loads(listed.stdout) if d["repository"] == repo]
+    assert (stored.id, "dev", False) == (doc["id"], doc["branch"], doc["secret_configured"])
+    bad = _run(env, "connections", "add", "acme/y", "--secret-setting", "not a name!", *srv)
+    assert 2 == bad.returncode and "is not an app setting name" in bad.stderr
+    assert "Traceback" not in bad.stderr and 1 == len(bad.stderr.strip().splitlines())
+    refused = _run(env, "connections", "list", "--url", url, "--key", "wrong")
+    assert 1 == refused.returncode and "refused the key (401)" in refused.stderr
+    assert 0 == _run(env, "connections", "remove", stored.id, *srv).returncode
+    assert ctx.connections.for_repository(repo) is None
+    gone = _run(env, "connections", "remove", stored.id, *srv)
+    assert 2 == gone.returncode and "no stored connection" in gone.stderr
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "status", "says"),
+    [
+        ("PUT", "/api/connections/x1", b"[1]", 400, "JSON object"),
+        ("PUT", "/api/connections/x1", b"{not json", 400, "must be JSON"),
+        ("PUT", "/api/connections/x1", b'{"repository": "a/b"}', 400, "secret_setting is required"),
+        (
+            "PUT",
+            "/api/connections/x1",
+            b'{"repository": 5, "secret_setting": "S", "colour": 1}',
+            400,
+            "unknown field 'colour'; repository must be a string",
+        ),
+        (
+            "PUT",
+            "/api/connections/Bad_Id",
+            b'{"repository": "a/b", "secret_setting": "S"}',
+            400,
+            "connection id",
+        ),
+        (
+            "PUT",
+            "/api/connections/x1",
+            b'{"repository": "a/b", "secret_setting": "S", "workspace": "../up"}',
+            400,
+            "relative folder",
+        ),
+        ("PUT", "/api/connections/x1", b"{" + b" " * 17000 + b"}", 400, "over 16 KiB"),
+        ("DELETE", "/api/connections/nope", b"", 404, "no stored connection"),
+        ("DELETE", "/api/connections/default", b"", 404, "no stored connection"),
+    ],
+    ids=[
+        "array",
+        "not-json",
+        "missing",
+        "wrong-fields",
+        "bad-id",
+        "escape",
+        "big",
+        "unknown",
+        "default",
+    ],
+)
+def test_connections_route_refuses_bad_requests_clearly(
+    api: tuple[str, AppContext], method: str, path: str, body: bytes, status: int, says: str
+):
+    """Each client mistake on /api/connections is a 4xx naming the problem, and stores nothing."""
+    import httpx
+
+    url, ctx = api
+    before = [c.id for c in ctx.connections.all()]
+    r = httpx.request(method, url + path, content=body, headers={"x-functions-key": API_KEY})
+    assert (status, True) == (r.status_code, says in r.json()["error"]), r.text
+    assert before == [c.id for c in ctx.connections.all()]
+    assert 401 == httpx.get(url + "/api/connections").status_code  # no key

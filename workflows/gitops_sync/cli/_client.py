@@ -167,3 +167,19 @@ def connect(url: str | None, key: str | None) -> Server:
     if not key and dev.get("url") and check_url(str(dev["url"])) == chosen:
         key = dev.get("api_key")
     return Server(chosen, key or None)
+
+
+STORAGE_SETTINGS = ("AzureWebJobsStorage", "AzureWebJobsStorage__accountName")
+
+
+def server_or_storage(url: str | None, key: str | None) -> Server | None:
+    """For commands that can also read Table Storage directly (``jobs``, ``connections``):
+    the server of ``--url``/``GITOPS_SYNC_URL``; else None when ``AzureWebJobsStorage`` is
+    set (read the tables); else a running ``gitops-sync dev``, else ``DEFAULT_URL``."""
+    import os
+
+    if url or os.environ.get(URL_ENV):
+        return connect(url, key)
+    if any(os.environ.get(name) for name in STORAGE_SETTINGS):
+        return None
+    return connect(None, key)

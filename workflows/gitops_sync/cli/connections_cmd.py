@@ -1,38 +1,41 @@
 """``gitops-sync connections add|list|remove``: the repositories this deployment syncs.
 
-Kept in Table Storage: ``AzureWebJobsStorage``, else the storage of the ``gitops-sync
-dev`` running from this folder or a parent (its emulator's ports are random; dev
-records them). A connection names the app setting that holds its webhook secret;
-the secret itself is never stored or printed.
+Through a server's API (``/api/connections``) with ``--url`` or ``GITOPS_SYNC_URL``;
+else in the Table Storage of ``AzureWebJobsStorage``; else through the API of the
+``gitops-sync dev`` running from this folder or a parent (as ``jobs``). A connection
+names the app setting that holds its webhook secret; the secret is never stored or printed.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
-import os
+from typing import Any
+from urllib.parse import quote
 
 import click
 
 from ..connections import Connection, ConnectionStore, slug
 from ..core.errors import UsageError
 from ..settings import Settings
-
-_STORAGE_SETTINGS = ("AzureWebJobsStorage", "AzureWebJobsStorage__accountName")
+from ._client import fail_for, server_options, server_or_storage
 
 
 def _store() -> ConnectionStore:
     from ..context import AppContext
-    from ..local import devstate
 
-    env = dict(os.environ)
-    dev = devstate.find_state(running=True)
-    if not any(env.get(name) for name in _STORAGE_SETTINGS) and dev.get("storage"):
-        env["AzureWebJobsStorage"] = str(dev["storage"])
-        for name, field in (("SYNC_REPOSITORY", "repository"), ("SYNC_REPO_URL", "repo_url")):
-            if not env.get(name) and dev.get(field):
-                env[name] = str(dev[field])
-    store: ConnectionStore = AppContext.from_settings(Settings.from_env(env)).connections
+    store: ConnectionStore = AppContext.from_settings(Settings.from_env()).connections
     return store
+
+
+def _refused(resp: Any) -> None:
+    """A 400 from the server is the user's mistake, as it is without a server (exit 2)."""
+    if resp.status_code == 400:
+        detail = ""
+        with contextlib.suppress(ValueError, AttributeError):
+            detail = str(resp.json().get("error") or "")
+        raise UsageError(detail or "the server refused the connection (400)")
+    fail_for(resp, "connection")
 
 
 @click.group()
@@ -55,6 +58,7 @@ def connections() -> None:
 @click.option("--token-setting", default=None, help="NAME of the app setting with a git token.")
 @click.option("--workspace", default=None, help="Folder under WORKSPACE_ROOT (default: the id).")
 @click.option("--share", default=None, help="An Azure Files share as the workspace instead.")
+@server_options
 def add(
     repository: str,
     secret_setting: str,
@@ -64,6 +68,8 @@ def add(
     token_setting: str | None,
     workspace: str | None,
     share: str | None,
+    url: str | None,
+    key: str | None,
 ) -> None:
     """Connect REPOSITORY (owner/name as GitHub sends it), or update its connection."""
     if workspace and share:
@@ -78,15 +84,26 @@ def add(
         workspace=None if share else (workspace or conn_id or slug(repository)),
         share=share,
     )
-    _store().add(conn)
+    server = server_or_storage(url, key)
+    if server is None:
+        _store().add(conn)
+    else:
+        body = {f: getattr(conn, f) for f in ("repository", "secret_setting", "branch",
+                "repo_url", "token_setting", "workspace", "share")}  # fmt: skip
+        _refused(server.request("PUT", f"/api/connections/{quote(conn.id, safe='')}", json=body))
     click.echo(f"connected {repository} as {conn.id} (branch {branch})")
 
 
 @connections.command("list")
+@server_options
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
-def list_connections(as_json: bool) -> None:
+def list_connections(url: str | None, key: str | None, as_json: bool) -> None:
     """Every connection, the env one (SYNC_REPOSITORY) first. Secrets are never shown."""
-    docs = [c.describe() for c in _store().all()]
+    server = server_or_storage(url, key)
+    if server is None:
+        docs = [c.describe() for c in _store().all()]
+    else:
+        docs = server.get_json("/api/connections", "connections route")
     if as_json:
         click.echo(json.dumps(docs, indent=2))
         return
@@ -101,8 +118,16 @@ def list_connections(as_json: bool) -> None:
 
 @connections.command("remove")
 @click.argument("conn_id", metavar="ID")
-def remove(conn_id: str) -> None:
+@server_options
+def remove(conn_id: str, url: str | None, key: str | None) -> None:
     """Disconnect ID; its workspace's files are left as they are."""
-    if not _store().remove(conn_id):
-        raise UsageError(f"no stored connection {conn_id!r}")
+    server = server_or_storage(url, key)
+    if server is None:
+        if not _store().remove(conn_id):
+            raise UsageError(f"no stored connection {conn_id!r}")
+    else:
+        resp = server.request("DELETE", f"/api/connections/{quote(conn_id, safe='')}")
+        if resp.status_code == 404:
+            raise UsageError(f"no stored connection {conn_id!r}")
+        _refused(resp)
     click.echo(f"removed {conn_id}")

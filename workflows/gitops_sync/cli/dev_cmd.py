@@ -90,7 +90,7 @@ def dev(port: int, workspace: str | None) -> None:
         url = stack.url
         az = stack.azurite
         # Where this stack listens and keeps its data, for the other commands run here:
-        # the emulator's ports are random, so `connections` reads them from here.
+        # the emulator's ports are random: tools that want its storage read them here.
         where = {"url": url, "pid": os.getpid(), "workspace": str(settings.workspace_root)}
         if az is not None:
             where["storage"] = az.connection_string  # Azurite's well-known dev account

@@ -7,25 +7,14 @@ set, its tables are read; else the API of a running ``gitops-sync dev`` (or the 
 from __future__ import annotations
 
 import json
-import os
 from typing import Any
 
 import click
 
 from ..core.errors import UsageError
 from ..settings import Settings
-from ._client import URL_ENV, Server, connect, server_options
-
-_STORAGE_SETTINGS = ("AzureWebJobsStorage", "AzureWebJobsStorage__accountName")
-
-
-def _source(url: str | None, key: str | None) -> Server | None:
-    """The server to ask, or None to read the tables of AzureWebJobsStorage directly."""
-    if url or os.environ.get(URL_ENV):
-        return connect(url, key)
-    if any(os.environ.get(name) for name in _STORAGE_SETTINGS):
-        return None
-    return connect(None, key)  # a running `gitops-sync dev`, else the default URL
+from ._client import server_options
+from ._client import server_or_storage as _source
 
 
 def _context() -> Any:

@@ -5,7 +5,7 @@ Each feature module exports its own ``ROUTES``; add a module here to publish it.
 
 from __future__ import annotations
 
-from . import functions, health, jobs, webhook, workspace
+from . import connections, functions, health, jobs, webhook, workspace
 from .routing import ApiRoute
 
 ROUTES: list[ApiRoute] = [
@@ -14,4 +14,5 @@ ROUTES: list[ApiRoute] = [
     *jobs.ROUTES,
     *workspace.ROUTES,
     *functions.ROUTES,
+    *connections.ROUTES,
 ]
