@@ -105,12 +105,16 @@ class LeanClient:
     are pre-built bytes (signed before the clock starts), responses are parsed only as
     far as status, Content-Length, Retry-After and the JSON body. httpx cost more CPU per
     request than the server under test. As GitHub, it never queues a request on its
-    side: with no idle connection it opens another.
+    side: with no idle connection it opens another. A connection idle for longer than
+    ``max_idle_s`` is closed, not reused: the server closes it after its keep-alive
+    timeout (uvicorn's: 5 s), and a request written just as it does so is dropped.
     """
 
-    def __init__(self, host: str, port: int, timeout: float = 30.0) -> None:
-        self.host, self.port, self.timeout = host, port, timeout
-        self._idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+    def __init__(
+        self, host: str, port: int, timeout: float = 30.0, max_idle_s: float = 4.0
+    ) -> None:
+        self.host, self.port, self.timeout, self.max_idle_s = host, port, timeout, max_idle_s
+        self._idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter, float]] = []
         self.opened = 0
 
     @staticmethod
@@ -121,8 +125,11 @@ class LeanClient:
 
     async def send(self, raw: bytes) -> tuple[int, dict[str, str], bytes]:
         """(status, lower-cased headers, body) of one request; raises OSError-likes on a drop."""
-        if self._idle:
-            reader, writer = self._idle.pop()
+        while self._idle:
+            reader, writer, since = self._idle.pop()
+            if time.monotonic() - since < self.max_idle_s:
+                break
+            writer.close()  # the server may be closing it right now
         else:
             reader, writer = await asyncio.open_connection(self.host, self.port)
             self.opened += 1
@@ -144,11 +151,11 @@ class LeanClient:
         if headers.get("connection", "").lower() == "close":
             writer.close()
         else:
-            self._idle.append((reader, writer))
+            self._idle.append((reader, writer, time.monotonic()))
         return status, headers, body
 
     def close(self) -> None:
-        for _, writer in self._idle:
+        for _, writer, _ in self._idle:
             writer.close()
         self._idle.clear()
 
