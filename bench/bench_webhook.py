@@ -316,12 +316,6 @@ def session_cpu_s(sid: int) -> float:
     return total / os.sysconf("SC_CLK_TCK")
 
 
-def cpu_s(pid: int) -> float:
-    """User + system CPU seconds so far of process ``pid`` (all its threads)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -383,6 +377,7 @@ def main() -> int:
     ap.add_argument("--duration", type=float, default=60.0, help="seconds of sustained load")
     ap.add_argument("--rate", type=float, default=50.0, help="webhook deliveries per second")
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--serve-args", default="", help="more options for `gitops-sync serve`")
     ap.add_argument(
         "--unsigned-flood",
         action="store_true",
@@ -412,8 +407,13 @@ def main() -> int:
         )
         port = free_port()
         log = (tmp / "serve.log").open("w")
+        # Its own session: its CPU is counted with the intake processes it starts.
         server = subprocess.Popen(
-            [CLI, "serve", "--port", str(port)], env=env, stdout=log, stderr=log
+            [CLI, "serve", "--port", str(port), *args.serve_args.split()],
+            env=env,
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
         )
         url = f"http://127.0.0.1:{port}"
         try:
@@ -444,9 +444,9 @@ def main() -> int:
 
             # CPU seconds of each side during the measured stream: who the cores worked for.
             azurite_sid = azurite._proc.pid if azurite._proc else 0  # its own session
-            cpu0 = (cpu_s(server.pid), session_cpu_s(azurite_sid), time.process_time())
+            cpu0 = (session_cpu_s(server.pid), session_cpu_s(azurite_sid), time.process_time())
             results = asyncio.run(send_stream(url, args.duration, args.rate, seed=args.seed))
-            cpu1 = (cpu_s(server.pid), session_cpu_s(azurite_sid), time.process_time())
+            cpu1 = (session_cpu_s(server.pid), session_cpu_s(azurite_sid), time.process_time())
             cpu = dict(zip(("server", "azurite", "bench_client"), cpu1, strict=True))
             cpu = {k: round(cpu[k] - c0, 2) for k, c0 in zip(cpu, cpu0, strict=True)}
             problems, notes = check_exactly_once(results)
