@@ -316,6 +316,12 @@ def session_cpu_s(sid: int) -> float:
     return total / os.sysconf("SC_CLK_TCK")
 
 
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds so far of process ``pid`` alone (all its threads)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -444,10 +450,17 @@ def main() -> int:
 
             # CPU seconds of each side during the measured stream: who the cores worked for.
             azurite_sid = azurite._proc.pid if azurite._proc else 0  # its own session
-            cpu0 = (session_cpu_s(server.pid), session_cpu_s(azurite_sid), time.process_time())
+            sides = ("server", "server_http", "azurite", "bench_client")
+
+            def cpu_now() -> tuple[float, ...]:
+                # server: with its intake processes; server_http: the serving process alone
+                return (session_cpu_s(server.pid), cpu_s(server.pid),
+                        session_cpu_s(azurite_sid), time.process_time())  # fmt: skip
+
+            cpu0 = cpu_now()
             results = asyncio.run(send_stream(url, args.duration, args.rate, seed=args.seed))
-            cpu1 = (session_cpu_s(server.pid), session_cpu_s(azurite_sid), time.process_time())
-            cpu = dict(zip(("server", "azurite", "bench_client"), cpu1, strict=True))
+            cpu1 = cpu_now()
+            cpu = dict(zip(sides, cpu1, strict=True))
             cpu = {k: round(cpu[k] - c0, 2) for k, c0 in zip(cpu, cpu0, strict=True)}
             problems, notes = check_exactly_once(results)
             pushes = [s for s in results if s.kind != "health"]
