@@ -77,8 +77,8 @@ class IntakePool:
     """At most ``slots`` intakes at once, ``backlog`` more waiting; none started late.
 
     Threads of this process by default (each call gets the caller's context). After
-    ``use_processes(n, settings)``: ``n`` worker processes, each with its own context
-    built from ``settings``, so intakes run on every core.
+    ``use_processes(n, ctx)``: ``n`` worker processes, each with its own context built
+    from ``ctx``'s settings, so intakes run on every core.
     """
 
     def __init__(self, slots: int, backlog: int) -> None:
@@ -138,15 +138,16 @@ class IntakePool:
             executor = self._executor
             self._pending += 1
         try:
-            future = executor.submit(fn, *args)
-        except BrokenProcessPool:
-            # A worker process died (killed, out of memory): start a new pool for the next.
-            log.warning("webhook: an intake process died; starting new ones")
-            with self._lock:
-                if self._executor is executor:
-                    self._executor = self._new_executor()
-                executor = self._executor
-            future = executor.submit(fn, *args)
+            try:
+                future = executor.submit(fn, *args)
+            except BrokenProcessPool:
+                # A worker process died (killed, out of memory): start a new pool.
+                log.warning("webhook: an intake process died; starting new ones")
+                with self._lock:
+                    if self._executor is executor:
+                        self._executor = self._new_executor()
+                    executor = self._executor
+                future = executor.submit(fn, *args)
         except BaseException:
             self._done(None)
             raise
