@@ -98,58 +98,127 @@ def push_body(commit: str) -> bytes:
     ).encode()
 
 
+class LeanClient:
+    """A minimal HTTP/1.1 client over kept-alive loopback connections.
+
+    The load generator shares the server's two cores, so it must cost little: requests
+    are pre-built bytes (signed before the clock starts), responses are parsed only as
+    far as status, Content-Length, Retry-After and the JSON body. httpx cost more CPU per
+    request than the server under test. As GitHub, it never queues a request on its
+    side: with no idle connection it opens another. A connection idle for longer than
+    ``max_idle_s`` is closed, not reused: the server closes it after its keep-alive
+    timeout (uvicorn's: 5 s), and a request written just as it does so is dropped.
+    """
+
+    def __init__(
+        self, host: str, port: int, timeout: float = 30.0, max_idle_s: float = 4.0
+    ) -> None:
+        self.host, self.port, self.timeout, self.max_idle_s = host, port, timeout, max_idle_s
+        self._idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter, float]] = []
+        self.opened = 0
+
+    @staticmethod
+    def request(method: str, path: str, headers: dict[str, str], body: bytes = b"") -> bytes:
+        lines = [f"{method} {path} HTTP/1.1", "Host: bench", f"Content-Length: {len(body)}"]
+        lines += [f"{k}: {v}" for k, v in headers.items()]
+        return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+
+    async def send(self, raw: bytes) -> tuple[int, dict[str, str], bytes]:
+        """(status, lower-cased headers, body) of one request; raises OSError-likes on a drop."""
+        while self._idle:
+            reader, writer, since = self._idle.pop()
+            if time.monotonic() - since < self.max_idle_s:
+                break
+            writer.close()  # the server may be closing it right now
+        else:
+            reader, writer = await asyncio.open_connection(self.host, self.port)
+            self.opened += 1
+        try:
+            async with asyncio.timeout(self.timeout):
+                writer.write(raw)
+                head = await reader.readuntil(b"\r\n\r\n")
+                status_line, *header_lines = head.decode("latin-1").split("\r\n")
+                status = int(status_line.split(" ", 2)[1])
+                headers = {}
+                for line in header_lines:
+                    if line:
+                        name, _, value = line.partition(":")
+                        headers[name.strip().lower()] = value.strip()
+                body = await reader.readexactly(int(headers.get("content-length", "0")))
+        except BaseException:
+            writer.close()
+            raise
+        if headers.get("connection", "").lower() == "close":
+            writer.close()
+        else:
+            self._idle.append((reader, writer, time.monotonic()))
+        return status, headers, body
+
+    def close(self) -> None:
+        for _, writer, _ in self._idle:
+            writer.close()
+        self._idle.clear()
+
+
+#: what a dropped or refused connection looks like to the client (recorded, not fatal)
+DROPPED = (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError)
+
+
+def signed_push(commit: str, delivery: str) -> bytes:
+    body = push_body(commit)
+    signature = hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
+    headers = {
+        "Content-Type": "application/json",
+        "X-GitHub-Event": "push",
+        "X-GitHub-Delivery": delivery,
+        "X-Hub-Signature-256": "sha256=" + signature,
+    }
+    return LeanClient.request("POST", "/api/github/webhook", headers, body)
+
+
 async def send_stream(url: str, duration: float, rate: float, seed: int) -> list[Sent]:
     """Open loop: request i leaves at start + i/rate whatever happened to the others."""
     rng = random.Random(seed)
     plan = plan_deliveries(int(duration * rate), rng)
     health_rate = 5.0
     results: list[Sent] = []
-    # As GitHub, never queue a delivery on our side: as many connections as it takes.
-    limits = httpx.Limits(max_connections=2000, max_keepalive_connections=256)
-    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=30) as client:
-        start = time.perf_counter() + 0.5
+    host, port = url.removeprefix("http://").split(":")
+    client = LeanClient(host, int(port))
+    # Everything is built before the clock starts: (send time, kind, commit, request bytes).
+    schedule = [
+        (i / rate, kind, commit, signed_push(commit, delivery))
+        for i, (kind, commit, delivery) in enumerate(plan)
+    ]
+    health = LeanClient.request("GET", "/api/health", {})
+    # Health checks offset by half a slot so they rarely coincide with a push.
+    schedule += [((i + 0.5) / health_rate, "health", None, health)
+                 for i in range(int(duration * health_rate))]  # fmt: skip
+    schedule.sort(key=lambda item: item[0])
 
-        async def one_push(at: float, kind: str, commit: str, delivery: str) -> None:
-            body = push_body(commit)
-            headers = {
-                "Content-Type": "application/json",
-                "X-GitHub-Event": "push",
-                "X-GitHub-Delivery": delivery,
-                "X-Hub-Signature-256": "sha256="
-                + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest(),
-            }
-            await asyncio.sleep(max(0.0, at - time.perf_counter()))
-            try:
-                r = await client.post("/api/github/webhook", content=body, headers=headers)
-            except httpx.TransportError as exc:  # recorded, not fatal: who dropped it?
-                latency = (time.perf_counter() - at) * 1000
-                results.append(Sent(kind, commit, latency, 0, error=type(exc).__name__))
-                return
+    async def one(at: float, kind: str, commit: str | None, raw: bytes) -> None:
+        try:
+            status, headers, body = await client.send(raw)
+        except DROPPED as exc:  # recorded, not fatal: who dropped it?
             latency = (time.perf_counter() - at) * 1000
-            doc = r.json() if r.content else {}
-            results.append(
-                Sent(kind, commit, latency, r.status_code, doc, r.headers.get("retry-after"))
-            )
+            results.append(Sent(kind, commit, latency, 0, error=type(exc).__name__))
+            return
+        latency = (time.perf_counter() - at) * 1000
+        doc = json.loads(body) if body and kind != "health" else {}
+        results.append(Sent(kind, commit, latency, status, doc, headers.get("retry-after")))
 
-        async def one_health(at: float) -> None:
-            await asyncio.sleep(max(0.0, at - time.perf_counter()))
-            try:
-                r = await client.get("/api/health")
-            except httpx.TransportError as exc:
-                latency = (time.perf_counter() - at) * 1000
-                results.append(Sent("health", None, latency, 0, error=type(exc).__name__))
-                return
-            results.append(Sent("health", None, (time.perf_counter() - at) * 1000, r.status_code))
-
-        tasks = [
-            asyncio.create_task(one_push(start + i / rate, *item)) for i, item in enumerate(plan)
-        ]
-        # Health checks offset by half a slot so they rarely coincide with a push.
-        tasks += [
-            asyncio.create_task(one_health(start + (i + 0.5) / health_rate))
-            for i in range(int(duration * health_rate))
-        ]
-        await asyncio.gather(*tasks)
+    tasks: set[asyncio.Task[None]] = set()
+    start = time.perf_counter() + 0.2
+    for offset, kind, commit, raw in schedule:
+        at = start + offset
+        delay = at - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        task = asyncio.create_task(one(at, kind, commit, raw))
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+    while tasks:
+        await asyncio.gather(*list(tasks))
+    client.close()
     return results
 
 
@@ -234,6 +303,25 @@ async def jobs_exist(url: str, job_ids: set[str]) -> int:
         return sum(await asyncio.gather(*(known(j) for j in job_ids)))
 
 
+def session_cpu_s(sid: int) -> float:
+    """User + system CPU seconds so far of every live process in session ``sid`` (from /proc)."""
+    total = 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # gone meanwhile
+        if int(fields[3]) == sid:
+            total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds so far of process ``pid`` alone (all its threads)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -295,6 +383,7 @@ def main() -> int:
     ap.add_argument("--duration", type=float, default=60.0, help="seconds of sustained load")
     ap.add_argument("--rate", type=float, default=50.0, help="webhook deliveries per second")
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--serve-args", default="", help="more options for `gitops-sync serve`")
     ap.add_argument(
         "--unsigned-flood",
         action="store_true",
@@ -324,8 +413,13 @@ def main() -> int:
         )
         port = free_port()
         log = (tmp / "serve.log").open("w")
+        # Its own session: its CPU is counted with the intake processes it starts.
         server = subprocess.Popen(
-            [CLI, "serve", "--port", str(port)], env=env, stdout=log, stderr=log
+            [CLI, "serve", "--port", str(port), *args.serve_args.split()],
+            env=env,
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
         )
         url = f"http://127.0.0.1:{port}"
         try:
@@ -354,7 +448,20 @@ def main() -> int:
             warm_ids = set(queued_job_ids(conn, queue))
             warm_records = set(job_records(conn))
 
+            # CPU seconds of each side during the measured stream: who the cores worked for.
+            azurite_sid = azurite._proc.pid if azurite._proc else 0  # its own session
+            sides = ("server", "server_http", "azurite", "bench_client")
+
+            def cpu_now() -> tuple[float, ...]:
+                # server: with its intake processes; server_http: the serving process alone
+                return (session_cpu_s(server.pid), cpu_s(server.pid),
+                        session_cpu_s(azurite_sid), time.process_time())  # fmt: skip
+
+            cpu0 = cpu_now()
             results = asyncio.run(send_stream(url, args.duration, args.rate, seed=args.seed))
+            cpu1 = cpu_now()
+            cpu = dict(zip(sides, cpu1, strict=True))
+            cpu = {k: round(cpu[k] - c0, 2) for k, c0 in zip(cpu, cpu0, strict=True)}
             problems, notes = check_exactly_once(results)
             pushes = [s for s in results if s.kind != "health"]
             new_commits = {s.commit for s in pushes}
@@ -412,6 +519,8 @@ def main() -> int:
         "shed_503": shed,
         "answers_over_2500_ms": late,
         "load_average": os.getloadavg(),
+        "cpu_s": cpu,
+        "cpu_ms_per_delivery": {k: round(v * 1000 / len(pushes), 2) for k, v in cpu.items()},
         "health": health,
         "ratio_p50": round(hook["p50_ms"] / health["p50_ms"], 2),
         "ratio_p99": round(hook["p99_ms"] / health["p99_ms"], 2),
@@ -427,6 +536,9 @@ def main() -> int:
     print(f"webhook/health: p50 x{report['ratio_p50']}, p99 x{report['ratio_p99']}")
     print(f"statuses {report['statuses']}; answers over 2.5 s: {late}; 503s: {shed}")
     print(f"load average (1, 5, 15 min) at the end: {report['load_average']}")
+    cores = os.cpu_count() or 1
+    print(f"CPU s during the stream {cpu}; ms per delivery {report['cpu_ms_per_delivery']}"
+          f" (of {cores * args.duration:.0f} core-s on {cores} cores)")  # fmt: skip
     print(
         f"{len(new_commits)} distinct commits -> {len(job_ids)} jobs, {depth} queue messages:"
         f" {'exactly once' if not problems else 'PROBLEMS'}"

@@ -106,11 +106,11 @@ def accept_push(ctx: AppContext, conn: Connection, commit: str, delivery: str | 
         job_id = _claim_delivery(ctx, conn, d_key, fresh)
         if job_id != fresh and ctx.jobs.get(job_id) is not None:
             return wh.duplicate(job_id)
-    owner = _claim_commit(ctx, conn, commit, job_id)
+    owner, recorded = _claim_commit(ctx, conn, commit, job_id)
     if owner != job_id:
         if d_key:  # so a redelivery of this id names the job that exists
             _point(ctx, conn, d_key, owner)
-        if ctx.jobs.get(owner) is not None:
+        if recorded or ctx.jobs.get(owner) is not None:  # read again only to adopt (rare)
             return wh.duplicate(owner)
         job_id = owner  # adopted: its intake stopped before the record; finish it
     kept = wh.short(delivery) if delivery else None  # sender-controlled: bounded
@@ -182,8 +182,9 @@ def _claim_delivery(ctx: AppContext, conn: Connection, key: str, job_id: str) ->
     raise StorageError("too much contention claiming a delivery")
 
 
-def _claim_commit(ctx: AppContext, conn: Connection, commit: str, job_id: str) -> str:
-    """Make ``job_id`` the owner of the commit unless a live job owns it; returns the owner.
+def _claim_commit(ctx: AppContext, conn: Connection, commit: str, job_id: str) -> tuple[str, bool]:
+    """Make ``job_id`` the owner of the commit unless a live job owns it; returns the owner
+    and whether another owner has a record (read here, so the caller need not again).
 
     Insert-if-absent decides the common race; a marker whose job is over is taken over
     with its ETag, so exactly one racer wins that too. An owner returned that is not
@@ -193,24 +194,24 @@ def _claim_commit(ctx: AppContext, conn: Connection, commit: str, job_id: str) -
     entity = _marker(conn, key, job_id)
     for _ in range(10):
         if ctx.tables.insert("markers", entity):
-            return job_id
+            return job_id, False
         got = ctx.tables.get("markers", conn.id, key)
         if got is None:
             continue  # released meanwhile: try inserting again
         current, etag = got
         owner = str(current["job_id"])
         if owner == job_id:
-            return job_id  # ours already: an earlier try of this job claimed it
+            return job_id, False  # ours already: an earlier try of this job claimed it
         job = ctx.jobs.get(owner)
         if job is None:
             owner = _settled(ctx, conn, key, owner, current)
             job = ctx.jobs.get(owner)
             if job is None:
-                return owner
+                return owner, False
         if _live(ctx, conn, commit, job):
-            return owner
+            return owner, True
         if ctx.tables.replace("markers", entity, etag=etag):
-            return job_id
+            return job_id, False
     raise StorageError(f"too much contention claiming commit {commit[:12]}")
 
 

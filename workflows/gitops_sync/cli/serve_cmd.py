@@ -10,10 +10,14 @@ import logging
 import os
 import sys
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import click
 
 from ..settings import Settings
+
+if TYPE_CHECKING:
+    from ..local.stack import Stack
 
 
 def setup_logging() -> None:
@@ -42,15 +46,34 @@ def run_stack(settings: Settings, on_ready: Callable[..., None], **options: obje
     say("gitops-sync: stopped")
 
 
+#: webhook intake processes of ``serve`` (see ``--intake-processes``)
+INTAKE_PROCESSES = 4
+
+
 @click.command()
 @click.option("--port", default=7071, show_default=True, help="Port on 127.0.0.1 (0: any free).")
-def serve(port: int) -> None:
+@click.option(
+    "--intake-processes",
+    type=click.IntRange(0, 32),
+    default=INTAKE_PROCESSES,
+    show_default=True,
+    help="Worker processes that acknowledge webhook deliveries (0: threads of this one).",
+)
+def serve(port: int, intake_processes: int) -> None:
     """Run the HTTP API (webhook, jobs, health, workspace) on 127.0.0.1:PORT."""
+    from ..http.webhook import POOL
+
     settings = Settings.from_env()
 
-    def ready(stack: object) -> None:
-        url = getattr(stack, "url", None)
+    def ready(stack: Stack) -> None:
+        if intake_processes:
+            # Started once the port is ours; until they are up, threads take deliveries.
+            POOL.use_processes(intake_processes, stack.ctx, setup_logging)
+        url = stack.url
         say(f"gitops-sync: listening on {url}")
         say(f"  webhook: POST {url}/api/github/webhook")
 
-    run_stack(settings, ready, http=True, worker=False, azurite=False, port=port)
+    try:
+        run_stack(settings, ready, http=True, worker=False, azurite=False, port=port)
+    finally:
+        POOL.shutdown()

@@ -2,9 +2,11 @@
 
 A missing or malformed signature is refused before one byte of the body is read.
 The body is hashed as it streams in, counted against one bound for all requests,
-and must arrive in time. Then the intake runs on a bounded pool of threads; a
-delivery that cannot be acknowledged within ``ACK_DEADLINE_S`` gets 503 with
-``Retry-After`` (GitHub gives up after 10 s, so a fast 503 beats a late 202).
+and must arrive in time. Then the intake runs on a bounded pool (threads, or worker
+processes with ``IntakePool.use_processes``: the storage SDK's CPU per call then uses
+every core, not one interpreter's); a delivery that cannot be acknowledged within
+``ACK_DEADLINE_S`` gets 503 with ``Retry-After`` (GitHub gives up after 10 s, so a fast
+503 beats a late 202).
 """
 
 from __future__ import annotations
@@ -12,8 +14,13 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
+import multiprocessing
+import os
+import signal
 import threading
+import time
 from collections.abc import Callable
+from concurrent.futures.process import BrokenProcessPool
 from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
@@ -26,6 +33,7 @@ from .routing import ApiRoute
 
 if TYPE_CHECKING:
     from ..context import AppContext
+    from ..settings import Settings
 
 log = logging.getLogger("gitops_sync")
 
@@ -66,32 +74,132 @@ class ByteBudget:
 
 
 class IntakePool:
-    """At most ``slots`` intakes at once, ``backlog`` more waiting; none started late."""
+    """At most ``slots`` intakes at once, ``backlog`` more waiting; none started late.
+
+    Threads of this process by default (each call gets the caller's context). After
+    ``use_processes(n, ctx)``: ``n`` worker processes, each with its own context built
+    from ``ctx``'s settings, so intakes run on every core.
+    """
 
     def __init__(self, slots: int, backlog: int) -> None:
         self.slots, self.backlog = slots, backlog
-        self._executor: concurrent.futures.ThreadPoolExecutor | None = None
+        self._executor: concurrent.futures.Executor | None = None
+        self._settings: Settings | None = None
+        self._setup: Callable[[], None] | None = None
+        self._prefix = ""
         self._pending = 0
         self._lock = threading.Lock()
 
-    def submit(
+    @property
+    def processes(self) -> int:
+        return self.slots if self._settings is not None else 0
+
+    def use_processes(
+        self, n: int, ctx: AppContext, setup: Callable[[], None] | None = None
+    ) -> None:
+        """Run every later intake in one of ``n`` processes (started now, so the first
+        deliveries do not wait for their imports). Each builds its context from ``ctx``'s
+        settings and table prefix, after calling ``setup`` (logging)."""
+        self.shutdown()
+        with self._lock:
+            self.slots, self._settings, self._setup = n, ctx.settings, setup
+            self._prefix = ctx.tables.prefix
+            self._executor = self._new_executor()
+        warm = [self._executor.submit(_ready) for _ in range(n)]
+        concurrent.futures.wait(warm, timeout=60)
+
+    def _new_executor(self) -> concurrent.futures.Executor:
+        if self._settings is None:
+            return concurrent.futures.ThreadPoolExecutor(self.slots, thread_name_prefix="intake")
+        return concurrent.futures.ProcessPoolExecutor(
+            self.slots,
+            # spawn, not fork: this process has threads (a fork could copy a held lock)
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_start_process,
+            initargs=(self._settings, self._prefix, self._setup),
+        )
+
+    def receive(
+        self, ctx: AppContext, headers: dict[str, str], body: bytes | bytearray, digests: wh.Digests
+    ) -> concurrent.futures.Future[Answer] | None:
+        """``intake.receive`` on the pool; None when it is full (the caller sheds)."""
+        if self._settings is None:
+            return self._submit(intake.receive, ctx, headers, body, digests)
+        return self._submit(_receive_in_process, headers, bytes(body), dict(digests))
+
+    def _submit(
         self, fn: Callable[..., Answer], *args: Any
     ) -> concurrent.futures.Future[Answer] | None:
         with self._lock:
             if self._pending >= self.slots + self.backlog:
                 return None
             if self._executor is None:
-                self._executor = concurrent.futures.ThreadPoolExecutor(
-                    self.slots, thread_name_prefix="intake"
-                )
+                self._executor = self._new_executor()
+            executor = self._executor
             self._pending += 1
-        future = self._executor.submit(fn, *args)
+        try:
+            try:
+                future = executor.submit(fn, *args)
+            except BrokenProcessPool:
+                # A worker process died (killed, out of memory): start a new pool.
+                log.warning("webhook: an intake process died; starting new ones")
+                with self._lock:
+                    if self._executor is executor:
+                        self._executor = self._new_executor()
+                    executor = self._executor
+                future = executor.submit(fn, *args)
+        except BaseException:
+            self._done(None)
+            raise
         future.add_done_callback(self._done)
         return future
 
-    def _done(self, _: concurrent.futures.Future[Answer]) -> None:
+    def _done(self, _: concurrent.futures.Future[Answer] | None) -> None:
         with self._lock:
             self._pending -= 1
+
+    def shutdown(self) -> None:
+        """Stop the workers (waiting intakes are cancelled, running ones finish); back to
+        threads."""
+        with self._lock:
+            executor, self._executor = self._executor, None
+            self._settings = self._setup = None
+            self.slots = INTAKE_SLOTS
+        if executor is not None:
+            executor.shutdown(wait=True, cancel_futures=True)
+
+
+#: an intake process's own context (see ``IntakePool.use_processes``)
+_PROCESS_CTX: AppContext | None = None
+
+
+def _start_process(settings: Settings, prefix: str, setup: Callable[[], None] | None) -> None:
+    global _PROCESS_CTX
+    from ..context import AppContext
+
+    if setup is not None:
+        setup()
+    # The serving process stops its workers itself (a Ctrl-C reaches the whole group).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
+    _PROCESS_CTX = AppContext.from_settings(settings, prefix=prefix)
+
+
+def _exit_with_parent(parent: int, every_s: float = 1.0) -> None:
+    """End this intake process once its server is gone (killed -9, its pool never shut
+    down): the pool's pipes stay open in the process itself, so it would wait forever."""
+    while os.getppid() == parent:
+        time.sleep(every_s)
+    os._exit(0)
+
+
+def _ready() -> bool:
+    return _PROCESS_CTX is not None
+
+
+def _receive_in_process(headers: dict[str, str], body: bytes, digests: wh.Digests) -> Answer:
+    assert _PROCESS_CTX is not None, "an intake process runs _start_process first"
+    return intake.receive(_PROCESS_CTX, headers, body, digests)
 
 
 BUDGET = ByteBudget(BODY_BUDGET)
@@ -148,13 +256,17 @@ async def github_webhook(request: Request, ctx: AppContext) -> Response:
         budget.give(taken)
         return to_response(refusal or BUSY)
     # Table and queue calls block: a bounded pool runs them, off the event loop.
-    future = POOL.submit(intake.receive, ctx, headers, body, signer.digests())
+    future = POOL.receive(ctx, headers, body, signer.digests())
     if future is None:
         budget.give(taken)
         return to_response(BUSY)
     future.add_done_callback(lambda _: budget.give(taken))
     try:
         answer = await asyncio.wait_for(asyncio.wrap_future(future), ACK_DEADLINE_S)
+    except BrokenProcessPool:
+        # Its intake process died (the next delivery gets new ones); the markers it may
+        # have written make GitHub's redelivery name its job or adopt it.
+        return to_response(BUSY)
     except TimeoutError:
         # Not started yet: it never will be. Running: it finishes on its own (its
         # markers make GitHub's redelivery name its job, or adopt it).
