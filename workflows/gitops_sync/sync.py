@@ -11,7 +11,6 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .adapters.git_source import GitSource
@@ -268,6 +267,6 @@ def next_header(previous: Manifest, functions: FunctionReport, commit: str, ref:
     return Manifest(
         commit=commit,
         ref=ref,
-        synced_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        synced_at=time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime()),
         functions=recorded_functions,
     )

@@ -15,7 +15,6 @@ import stat
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from ..core.blobid import BlobHasher
 from ..core.errors import WorkspaceNotWritable
 from ..core.model import MODE_EXEC, MODE_FILE, Content, Listing, ObservedFile
 from ..core.paths import azure_files_name_problem
@@ -87,15 +86,16 @@ class DirectoryStore:
     def _probe_case(self) -> bool:
         # Probe in the nearest existing directory without creating any (dry runs
         # change nothing): a short-lived temporary file, then look it up upper-cased.
-        import tempfile
-
         where = self.root
         while not where.is_dir() and where != where.parent:
             where = where.parent
+        probe = os.path.join(where, f".gitops-sync-probe-{os.urandom(8).hex()}")
         try:
-            with tempfile.NamedTemporaryFile(dir=where, prefix=".gitops-sync-probe-") as f:
-                name = os.path.basename(f.name)
-                return os.path.exists(os.path.join(where, name.upper()))
+            os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600))
+            try:
+                return os.path.exists(os.path.join(where, os.path.basename(probe).upper()))
+            finally:
+                os.unlink(probe)
         except OSError:
             return False
 
@@ -200,7 +200,10 @@ class DirectoryStore:
                         listing.files[path] = ObservedFile(path, 0, "", "link")
 
     def hash_file(self, path: str) -> Content:
+        from ..core.blobid import BlobHasher  # deferred: hashlib loads OpenSSL; a no-op needs none
+
         full = self.root / path
+
         with open(full, "rb", buffering=0) as f:
             st = os.fstat(f.fileno())
             h = BlobHasher(st.st_size)

@@ -13,7 +13,6 @@ manifest path, which needs no index.
 from __future__ import annotations
 
 import os
-import shutil
 import struct
 import subprocess
 import threading
@@ -27,7 +26,7 @@ ZERO_OID = "0" * 40
 _ATTRIBUTES = b"* -text -filter -ident -working-tree-encoding -eol\n"
 #: entries checked out per ``git checkout-index`` run; the lease is checked in between
 CHECKOUT_BATCH = 4096
-GIT = shutil.which("git") or "git"
+GIT = "git"
 
 
 class IndexUnusable(Exception):
