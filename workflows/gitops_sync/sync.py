@@ -31,6 +31,8 @@ from .ports import WorkspaceStore
 if TYPE_CHECKING:
     from concurrent.futures import Future
 
+    from .adapters.git_index import WorktreeScan
+
 MANIFEST = "manifest.json"
 INLINE_LIMIT = 4 << 20  # blobs up to this size are read whole and may be written in parallel
 
@@ -137,8 +139,9 @@ def sync_workspace(
     dry_run: bool = False,
     progress: Progress | None = None,
     commit: str | None = None,
+    scan: WorktreeScan | None = None,
 ) -> SyncResult:
-    """Make ``store`` hold exactly the synced files of REF's tree."""
+    """Make ``store`` hold exactly the synced files of REF's tree (SCAN: see ``sync_index``)."""
     from . import sync_index  # imports this module
 
     started = time.monotonic()
@@ -146,7 +149,7 @@ def sync_workspace(
     if not dry_run:
         store.check_writable()
     fast = sync_index.sync_with_index(
-        source, commit, ref, store, dry_run=dry_run, progress=progress
+        source, commit, ref, store, dry_run=dry_run, progress=progress, scan=scan
     )
     if fast is not None:
         fast.duration_s = time.monotonic() - started

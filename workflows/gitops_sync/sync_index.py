@@ -22,7 +22,13 @@ import os
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, cast
 
-from .adapters.git_index import CHECKOUT_BATCH, IndexChange, IndexUnusable, WorkspaceIndex
+from .adapters.git_index import (
+    CHECKOUT_BATCH,
+    IndexChange,
+    IndexUnusable,
+    WorkspaceIndex,
+    WorktreeScan,
+)
 from .core.functions import FUNCTIONS_DIR, detect_function_changes, find_function_tomls
 from .core.manifest import Manifest, append_rows, dumps_rows, loads_header
 from .core.model import MODE_EXEC, MODE_FILE, Content, Skipped, SourceFile, TreeRecord
@@ -61,8 +67,10 @@ def sync_with_index(
     *,
     dry_run: bool,
     progress: Progress | None,
+    scan: WorktreeScan | None = None,
 ) -> SyncResult | None:
-    """The sync through the index; None when the manifest path must do it."""
+    """The sync through the index; None when the manifest path must do it. SCAN is
+    ``start_scan``'s, when the caller started it early (``scan_early``)."""
     local = local_directory(store)
     if local is None:
         return None
@@ -75,7 +83,9 @@ def sync_with_index(
             return _full_sync(source, commit, ref, local, idx, dry_run=dry_run, progress=progress)
         if not dry_run:
             idx.prepare()
-        return _incremental(source, commit, ref, local, idx, dry_run=dry_run, progress=progress)
+        return _incremental(
+            source, commit, ref, local, idx, dry_run=dry_run, progress=progress, scan=scan
+        )
     except IndexUnusable as exc:  # e.g. a name git refuses to check out (``.GIT/x``)
         _note("git index of %s unusable (%s): comparing by manifest", store.describe(), exc)
         if not dry_run:
@@ -188,12 +198,16 @@ def _incremental(
     *,
     dry_run: bool,
     progress: Progress | None,
+    scan: WorktreeScan | None = None,
 ) -> SyncResult:
     raw_manifest = store.read_meta(MANIFEST)
     manifest = loads_header(raw_manifest)
     indexed_before = idx.entry_count()
     rows_match_index = manifest.index is not None and manifest.index == idx.checksum()
-    changes, drift, untracked, bad_names = idx.observe(commit)
+    # the selection and functions/ are listed while git compares (another core)
+    finish_few = source.start_list_tree(commit, SYNCIGNORE, FUNCTIONS_DIR)
+    changes, drift, untracked, bad_names = idx.observe(commit, scan)
+    few, _ = finish_few()
     if os.path.lexists(store.local_root / ".git"):
         untracked.append(".git")  # git never lists its own name; the sync removes it
     records: list[TreeRecord] | None = None
@@ -205,7 +219,6 @@ def _incremental(
         ignore = _selection(source, records)
         fn_files, _ = select_desired(records, ignore, store.name_problem)
     else:  # only .syncignore and functions/ are listed
-        few, _ = source.start_list_tree(commit, SYNCIGNORE, FUNCTIONS_DIR)()
         ignore = _selection(source, few)
         fn_files, _ = select_desired(few, ignore, store.name_problem)
 

@@ -12,11 +12,12 @@ manifest path, which needs no index.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import struct
 import subprocess
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,6 +63,23 @@ def _parse_raw(out: bytes) -> tuple[list[IndexChange], list[str]]:
             IndexChange(path, int(old_mode, 8), old_oid, int(new_mode, 8), new_oid, status[0])
         )
     return changes, bad
+
+
+class WorktreeScan:
+    """``diff-index``, ``diff-files`` and ``ls-files -o`` under way (``start_scan``)."""
+
+    __slots__ = ("commit", "finishers", "index_file")
+
+    def __init__(self, index_file: Path, commit: str, *finishers: Callable[[], bytes]) -> None:
+        self.index_file = index_file
+        self.commit = commit
+        self.finishers = finishers
+
+    def close(self) -> None:
+        """Wait for the processes (their answers may be unused: a fallback, an error)."""
+        for finish in self.finishers:
+            with contextlib.suppress(IndexUnusable):
+                finish()
 
 
 class WorkspaceIndex:
@@ -189,45 +207,74 @@ class WorkspaceIndex:
             raise IndexUnusable(f"git {args[0]}: {msg[0] if msg else proc.returncode}")
         return proc.stdout
 
-    def observe(
-        self, commit: str
-    ) -> tuple[list[IndexChange], list[IndexChange], list[str], list[str]]:
-        """Three questions at once (git runs them in parallel, on the two cores):
+    def _start(self, *args: str) -> Callable[[], bytes]:
+        """Start ``git ARGS`` now; the callable waits for its output (IndexUnusable on failure)."""
+        proc = subprocess.Popen(
+            [GIT, *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            env=self._env,
+            cwd=self.root,
+            umask=0o022,
+        )
+        box: list[tuple[bytes, bytes]] = []
+        reader = threading.Thread(target=lambda: box.append(proc.communicate()), daemon=True)
+        reader.start()
+
+        def finish() -> bytes:
+            reader.join()
+            out, err = box[0] if box else (b"", b"")
+            if proc.returncode != 0:
+                msg = err.decode("utf-8", "replace").strip().splitlines()
+                raise IndexUnusable(f"git {args[0]}: {msg[0] if msg else proc.returncode}")
+            return out
+
+        return finish
+
+    def start_scan(self, commit: str) -> WorktreeScan:
+        """Start git's three questions at once (they run on the two cores while the
+        caller does something else, e.g. load the sync's modules):
 
         - what the commit's tree changes against the index (``diff-index -R``),
         - which indexed files the workspace no longer holds as indexed (``diff-files``),
         - what the workspace holds that the index does not (``ls-files -o``; a
           directory holding nothing indexed is one entry ending in ``/``).
 
+        ``observe`` reads the answers. Start it only while holding the workspace (its lock).
+        """
+        return WorktreeScan(
+            self.index_file,
+            commit,
+            self._start("diff-index", "--cached", "-R", "--raw", "-z", "--no-renames",
+                        "--abbrev=40", commit),
+            self._start("diff-files", "--raw", "-z", "--abbrev=40"),
+            self._start("ls-files", "-z", "-o", "--directory", f"--exclude=/{META_DIR}/"),
+        )  # fmt: skip
+
+    def observe(
+        self, commit: str, scan: WorktreeScan | None = None
+    ) -> tuple[list[IndexChange], list[IndexChange], list[str], list[str]]:
+        """The answers of ``start_scan`` (SCAN, if it was started earlier for this index
+        and commit; else started now).
+
         Returns (changes, drift, untracked, names that are not UTF-8).
         """
-        commands = {
-            "changes": ("diff-index", "--cached", "-R", "--raw", "-z", "--no-renames",
-                        "--abbrev=40", commit),
-            "drift": ("diff-files", "--raw", "-z", "--abbrev=40"),
-            "untracked": ("ls-files", "-z", "-o", "--directory", f"--exclude=/{META_DIR}/"),
-        }  # fmt: skip
-        outs: dict[str, bytes] = {}
+        if scan is None or (scan.index_file, scan.commit) != (self.index_file, commit):
+            scan = self.start_scan(commit)
+        outs: list[bytes] = []
         errors: list[IndexUnusable] = []
-
-        def one(name: str) -> None:
+        for finish in scan.finishers:
             try:
-                outs[name] = self._run(*commands[name])
+                outs.append(finish())
             except IndexUnusable as exc:
                 errors.append(exc)
-
-        threads = [threading.Thread(target=one, args=(n,)) for n in commands]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
         if errors:
             raise errors[0]
-        changes, bad = _parse_raw(outs["changes"])
-        drift, bad_drift = _parse_raw(outs["drift"])
-        raw_untracked = outs["untracked"]
+        changes, bad = _parse_raw(outs[0])
+        drift, bad_drift = _parse_raw(outs[1])
         untracked: list[str] = []
-        for raw in raw_untracked.split(b"\0"):
+        for raw in outs[2].split(b"\0"):
             if raw:
                 try:
                     untracked.append(raw.decode("utf-8"))

@@ -98,6 +98,8 @@ class GitSource:
         self._token = token
         self._env = self._git_env(token)
         self._objects_dir: Path | None = None
+        self._git_dir: Path | None = None
+        self._path = Path(location)
         if self.remote:
             if cache_dir is None:
                 raise UsageError("a cache directory is needed to fetch a URL")
@@ -105,10 +107,19 @@ class GitSource:
             import hashlib
 
             key = hashlib.sha256(redact(location).encode()).hexdigest()[:24]
-            self.git_dir = root / f"{key}.git"
+            self._git_dir = root / f"{key}.git"
             self._init_cache(root)
-        else:
-            self.git_dir = self._local_git_dir(Path(location))
+        elif not self._path.exists():
+            raise NotARepository(f"{self._path}: no such file or directory")
+        # A local repository's git directory is asked of git on first use: ``resolve``
+        # asks for it and for the commit in one process.
+
+    @property
+    def git_dir(self) -> Path:
+        """The repository's git directory (a local one's is found on first use)."""
+        if self._git_dir is None:
+            self._git_dir = self._local_git_dir(self._path)
+        return self._git_dir
 
     # ----------------------------------------------------------------- helpers
     @staticmethod
@@ -149,8 +160,6 @@ class GitSource:
         return redact(f"{redact(self.location)}: {first}", [self._token])
 
     def _local_git_dir(self, path: Path) -> Path:
-        if not path.exists():
-            raise NotARepository(f"{path}: no such file or directory")
         proc = subprocess.run(
             ["git", "-C", str(path), "rev-parse", "--absolute-git-dir"],
             capture_output=True,
@@ -179,6 +188,18 @@ class GitSource:
             raise UsageError(f"invalid ref {ref!r}")
         if self.remote:
             return self._fetch(ref)
+        if self._git_dir is None:  # both answers from one git process
+            proc = subprocess.run(
+                ["git", "-C", str(self._path), "rev-parse", "--absolute-git-dir", "--verify",
+                 "--quiet", "--end-of-options", f"{ref}^{{commit}}"],
+                capture_output=True,
+                env=self._env,
+                stdin=subprocess.DEVNULL,
+            )  # fmt: skip
+            answer = proc.stdout.decode().split("\n")
+            if proc.returncode == 0 and len(answer) == 3:
+                self._git_dir = Path(answer[0])
+                return answer[1]
         proc = self._git(
             "rev-parse", "--verify", "--quiet", "--end-of-options", f"{ref}^{{commit}}", check=False
         )

@@ -20,6 +20,9 @@ if TYPE_CHECKING:
     from pathlib import Path
     from typing import TextIO
 
+    from ..adapters.dir_store import DirectoryStore
+    from ..adapters.git_index import WorktreeScan
+    from ..adapters.git_source import GitSource
     from ..sync import SyncResult
 
 _VALUED = {"--repo": "repo", "--ref": "ref", "--workspace": "workspace"}
@@ -79,15 +82,17 @@ def run(opts: SyncOptions) -> None:
     """Reconcile the workspace to REF, then print the summary (or one JSON object)."""
     from ..adapters.dir_store import DirectoryStore
     from ..adapters.git_source import GitSource
-    from ..sync import sync_workspace
 
     if not opts.workspace.strip():
         raise UsageError("--workspace is empty")
     env = os.environ
     source = GitSource(opts.repo, cache_dir=cache_dir(env), token=env.get("GIT_TOKEN") or None)
+    commit = source.resolve(opts.ref)  # a bad repository or ref is reported first
     store = DirectoryStore(opts.workspace)
     if opts.dry_run:
-        result = sync_workspace(source, opts.ref, store, dry_run=True)
+        from ..sync import sync_workspace
+
+        result = sync_workspace(source, opts.ref, store, dry_run=True, commit=commit)
     else:
         progress = None
         if sys.stderr.isatty():
@@ -96,11 +101,33 @@ def run(opts: SyncOptions) -> None:
             progress = RichProgress()
         store.check_writable()
         with store.lock():
-            result = sync_workspace(source, opts.ref, store, progress=progress)
+            scan = _scan_early(source, store, commit)
+            try:
+                from ..sync import sync_workspace  # loads while git looks (the scan)
+
+                result = sync_workspace(
+                    source, opts.ref, store, progress=progress, commit=commit, scan=scan
+                )
+            finally:
+                if scan is not None:
+                    scan.close()
     if opts.as_json:
         _write(sys.stdout, _json(result))
     else:
         _print_text(result)
+
+
+def _scan_early(source: GitSource, store: DirectoryStore, commit: str) -> WorktreeScan | None:
+    """Start git's look at the workspace's own state (``WorkspaceIndex.start_scan``) now,
+    so it runs on the other core while the sync's modules load. Only where the sync
+    will use the index (``sync_index.sync_with_index``: a case-sensitive folder holding
+    an index and files); elsewhere None, and the sync starts what it needs itself."""
+    from ..adapters.git_index import WorkspaceIndex
+
+    if store.case_insensitive or store.is_empty():
+        return None
+    idx = WorkspaceIndex(store.local_root, source.objects_dir, trust_mode=store.trust_mode)
+    return idx.start_scan(commit) if idx.exists else None
 
 
 def _write(stream: TextIO, text: str) -> None:
