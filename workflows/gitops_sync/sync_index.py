@@ -276,8 +276,11 @@ def _incremental(
     result.bytes_written = _apply(source, store, plan, progress)
     store.check_writable()
     if want or removed:
-        idx.set_entries(((p, f.mode, f.blob_id) for p, f in want.items()), removed)
-        idx.refresh_paths(sorted(want))
+        if idx.trust_mode:  # what was just written is what is wanted, mode included
+            idx.record_paths(sorted([*want, *removed]))
+        else:
+            idx.set_entries(((p, f.mode, f.blob_id) for p, f in want.items()), removed)
+            idx.refresh_paths(sorted(want))
     header = next_header(manifest, functions, commit, ref)
     rows = [(p, f.blob_id, f.size, f.mode, "") for p, f in sorted(want.items())]
     rows.extend((p, "", 0, 0, "") for p in removed)

@@ -91,6 +91,7 @@ class WorkspaceIndex:
         self.git_dir = self.meta / "git"
         self.index_file = self.meta / "index"
         self._objects = objects_dir
+        self.trust_mode = trust_mode
         self._config = {
             "core.autocrlf": "false",
             "core.safecrlf": "false",
@@ -304,6 +305,16 @@ class WorkspaceIndex:
         lines.extend(f"{m:o} {oid}\t{p}\0" for p, m, oid in entries)
         if lines:
             self._run("update-index", "-z", "--index-info", stdin="".join(lines).encode())
+
+    def record_paths(self, paths: list[str]) -> None:
+        """One git process: each path as the workspace holds it now (hashed, with its stat
+        data and its mode), or dropped where nothing is there any more (a file that became
+        a directory included). Only where modes are trusted: elsewhere a new entry would
+        take git's default mode, so ``set_entries`` then ``refresh_paths`` are used."""
+        if paths:
+            data = "".join(p + "\0" for p in paths).encode()
+            self._run("update-index", "-z", "--add", "--remove", "--replace", "--info-only",
+                      "--stdin", stdin=data)  # fmt: skip
 
     def refresh_paths(self, paths: list[str]) -> None:
         """Hash these files as they are now and record their stat data (no objects written)."""
