@@ -30,7 +30,7 @@ from .adapters.git_index import (
     WorktreeScan,
 )
 from .core.functions import FUNCTIONS_DIR, detect_function_changes, find_function_tomls
-from .core.manifest import Manifest, append_rows, dumps_rows, loads_header
+from .core.manifest import Manifest, appended_pieces, dumps_rows, loads_header
 from .core.model import MODE_EXEC, MODE_FILE, Content, Skipped, SourceFile, TreeRecord
 from .core.plan import Plan, directories_of, plan_sync
 from .core.select import SYNCIGNORE, SyncIgnore, select_desired
@@ -200,8 +200,9 @@ def _incremental(
     progress: Progress | None,
     scan: WorktreeScan | None = None,
 ) -> SyncResult:
-    raw_manifest = store.read_meta(MANIFEST)
-    manifest = loads_header(raw_manifest)
+    # the header alone: the rows stay on disk (appended to, never read here)
+    head = store.read_meta_head(MANIFEST)
+    manifest = loads_header(head[0] if head else None)
     indexed_before = idx.entry_count()
     rows_match_index = manifest.index is not None and manifest.index == idx.checksum()
     # the selection and functions/ are listed while git compares (another core)
@@ -288,11 +289,12 @@ def _incremental(
     same = (header.commit, header.ref, header.functions) == (
         manifest.commit, manifest.ref, manifest.functions,
     )  # fmt: skip
-    if raw_manifest and rows_match_index and not rows and same:
+    if head and rows_match_index and not rows and same:
         return result  # nothing changed, not even the bookkeeping: nothing is written
-    if raw_manifest and rows_match_index and appended <= max(1000, indexed_before // 4):
+    if head and rows_match_index and appended <= max(1000, indexed_before // 4):
         header.index, header.appended = idx.checksum(), appended
-        store.write_meta(MANIFEST, append_rows(raw_manifest, header, rows))
+        first, tail = appended_pieces(header, rows, head[1])
+        store.splice_meta(MANIFEST, first, len(head[0]) + 1, tail)
     else:  # the rows do not describe this index (a crash, a fallback), or too many appended
         if records is None:
             records, _ = source.start_list_tree(commit)()

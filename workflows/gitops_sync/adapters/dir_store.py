@@ -293,6 +293,35 @@ class DirectoryStore:
             f.write(data)
         os.replace(tmp, self._meta / name)
 
+    def read_meta_head(self, name: str) -> tuple[bytes, int] | None:
+        """NAME's first line (without its newline) and how many bytes follow it, reading
+        only that line; None when absent."""
+        try:
+            with open(self._meta / name, "rb") as f:
+                first = f.readline()
+                size = os.fstat(f.fileno()).st_size
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        return first.rstrip(b"\n"), size - len(first)
+
+    def splice_meta(self, name: str, head: bytes, skip: int, tail: bytes) -> None:
+        """``write_meta`` of HEAD, then NAME's bytes from offset SKIP on, then TAIL. The kept
+        bytes are copied once, from a read-only mapping of the file: never read into
+        Python objects, never parsed."""
+        import mmap  # deferred: only an incremental sync appends
+
+        with open(self._meta / name, "rb") as f:
+            if os.fstat(f.fileno()).st_size <= skip:
+                data = head + tail
+            else:
+                with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
+                    view = memoryview(mapped)
+                    try:
+                        data = b"".join((head, view[skip:], tail))
+                    finally:
+                        view.release()
+        self.write_meta(name, data)
+
     # ------------------------------------------------------------------ reads
     def _open_regular(self, path: str) -> int:
         """Open a regular file read-only, never following a link at any component.
