@@ -104,6 +104,7 @@ def rebuild_index(source: GitSource, store: WorkspaceStore, desired: dict[str, S
         idx.prepare()
         idx.reset((p, f.mode, f.blob_id) for p, f in desired.items())
         idx.refresh_all()
+        idx.cache_trees()
     except IndexUnusable as exc:
         _note("no git index for %s (%s)", store.describe(), exc)
         idx.remove()
@@ -306,7 +307,9 @@ def _incremental(
 def _write_manifest(
     store: WorkspaceStore, idx: WorkspaceIndex, header: Manifest, desired: dict[str, SourceFile]
 ) -> None:
-    """Every row, whole (stamps are the index's business here: none recorded)."""
+    """Every row, whole (stamps are the index's business here: none recorded). Rare (a
+    full sync, a rebuild, a compaction), so the index's tree ids are refreshed first."""
+    idx.cache_trees()
     header.index, header.appended = idx.checksum(), 0
     rows = ((p, f.blob_id, f.size, f.mode, "") for p, f in desired.items())
     store.write_meta(MANIFEST, dumps_rows(header, rows))

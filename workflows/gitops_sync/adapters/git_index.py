@@ -322,6 +322,15 @@ class WorkspaceIndex:
             data = "".join(p + "\0" for p in paths).encode()
             self._run("update-index", "-z", "--add", "--info-only", "--stdin", stdin=data)
 
+    def cache_trees(self) -> None:
+        """Record each directory's tree id in the index (its cache-tree, ``git write-tree``),
+        so that ``diff-index`` against a commit skips every directory whose tree is the
+        commit's. Updates invalidate only the directories they touch. Best effort: a
+        failure costs speed only, so it is ignored (trees the commit lacks, e.g. where
+        ``.github/`` is left out, go to the private git directory's own objects)."""
+        with contextlib.suppress(IndexUnusable):
+            self._run("write-tree")
+
     def refresh_all(self) -> None:
         """Stat every entry; hash those whose stat data is missing or stale."""
         self._run("update-index", "-q", "--refresh", "--ignore-missing")
