@@ -10,7 +10,6 @@ changes exactly when something that would be deployed changes.
 from __future__ import annotations
 
 import bisect
-import hashlib
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -113,6 +112,8 @@ def package_members(spec: FunctionSpec, index: SortedPaths) -> list[Member]:
 
 def function_hash(spec: FunctionSpec, members: Sequence[Member]) -> str:
     """sha256 over the normalised config and (package path, mode, blob id) of every member."""
+    import hashlib  # deferred: hashlib loads OpenSSL, which a tree without functions never needs
+
     h = hashlib.sha256()
     h.update(json.dumps(spec.normalised(), sort_keys=True).encode())
     for m in members:
