@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .adapters.git_source import GitSource
-from .core.functions import FunctionReport, detect_function_changes, find_function_tomls
 from .core.manifest import Manifest, dumps_rows, loads
 from .core.model import MODE_EXEC, MODE_FILE, Content, Skipped, SourceFile
 from .core.plan import (
@@ -32,6 +31,7 @@ if TYPE_CHECKING:
     from concurrent.futures import Future
 
     from .adapters.git_index import WorktreeScan
+    from .core.function_report import FunctionReport
 
 MANIFEST = "manifest.json"
 INLINE_LIMIT = 4 << 20  # blobs up to this size are read whole and may be written in parallel
@@ -125,6 +125,8 @@ def compute_plan(
     verified = verify_contents(store, paths_to_verify(desired, listing, recorded), desired)
     plan = plan_sync(desired, listing, recorded, verified, skipped)
     plan.renames = renames
+
+    from .core.functions import detect_function_changes, find_function_tomls
 
     tomls = {p: _read_small_blob(source, desired, p) for p in find_function_tomls(desired)}
     functions = detect_function_changes(desired, tomls, manifest.functions)

@@ -29,7 +29,7 @@ from .adapters.git_index import (
     WorkspaceIndex,
     WorktreeScan,
 )
-from .core.functions import FUNCTIONS_DIR, detect_function_changes, find_function_tomls
+from .core.function_report import FUNCTIONS_DIR, FunctionReport, find_function_tomls
 from .core.manifest import Manifest, appended_pieces, dumps_rows, loads_header
 from .core.model import MODE_EXEC, MODE_FILE, Content, Skipped, SourceFile, TreeRecord
 from .core.plan import Plan, directories_of, plan_sync
@@ -38,7 +38,7 @@ from .sync import MANIFEST, Progress, SyncResult, _apply, next_header, verify_co
 
 if TYPE_CHECKING:
     from .adapters.git_source import GitSource
-    from .core.functions import FunctionReport, RecordedFunction
+    from .core.function_report import RecordedFunction
     from .ports import LocalDirectory, WorkspaceStore
 
 
@@ -132,6 +132,8 @@ def _functions(
     DESIRED holds at least every synced file under ``functions/``.
     """
     tomls = {p: source.read_blob(desired[p].blob_id) for p in find_function_tomls(desired)}
+    if not tomls and not recorded:
+        return FunctionReport()  # no function, now or before: nothing to parse or load
     include: set[str] = set()
     if tomls:
         import tomllib
@@ -147,6 +149,8 @@ def _functions(
         records, _ = source.start_list_tree(commit, *sorted(include))()
         extra, _ = select_desired(records, ignore, store.name_problem)
         desired = {**desired, **extra}
+    from .core.functions import detect_function_changes  # deferred: tomllib, the rules
+
     return detect_function_changes(desired, tomls, recorded)
 
 

@@ -11,8 +11,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-FUNCTIONS_DIR = "functions"
-FUNCTION_TOML = "function.toml"
+from .function_report import FUNCTION_TOML as FUNCTION_TOML
+from .function_report import FUNCTIONS_DIR as FUNCTIONS_DIR
+
 # patterns, compiled by ``re`` on first use (a sync without functions compiles none)
 NAME_RE = r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$"
 HANDLER_RE = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+$"

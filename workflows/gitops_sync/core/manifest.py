@@ -17,7 +17,7 @@ import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from .functions import RecordedFunction
+from .function_report import RecordedFunction
 from .model import RecordedFile
 
 MANIFEST_PATH = ".gitops-sync/manifest.json"
