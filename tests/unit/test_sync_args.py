@@ -86,3 +86,11 @@ def test_a_sync_imports_no_click_and_no_settings(tmp_path):
     assert "gitops_sync.sync" in imported  # the measure works
     assert set() == {m for m in imported if m.split(".")[0] in ("click", "azure", "rich")}
     assert "gitops_sync.settings" not in imported
+
+
+def test_the_store_writes_executables_with_gits_mode_constant():
+    """The directory store's own copy of the executable mode is core.model's."""
+    from gitops_sync.adapters import dir_store
+    from gitops_sync.core.model import MODE_EXEC
+
+    assert MODE_EXEC == dir_store._EXEC

@@ -14,11 +14,17 @@ import os
 import stat
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..core.errors import WorkspaceNotWritable
-from ..core.model import MODE_EXEC, MODE_FILE, Content, Listing, ObservedFile
-from ..core.paths import azure_files_name_problem
 from ..ports import META_DIR
+
+if TYPE_CHECKING:
+    from ..core.model import Content, Listing
+
+# The sync's start-up opens this store before git starts and loads the model types
+# (dataclasses) only afterwards: the methods that build them import them.
+_EXEC = 0o100755  # core.model.MODE_EXEC (git's mode of an executable file)
 
 CHUNK = 1 << 20
 
@@ -101,6 +107,8 @@ class DirectoryStore:
 
     def name_problem(self, path: str) -> str | None:
         # A case-insensitive directory here is the SMB mount of an Azure Files share.
+        from ..core.paths import azure_files_name_problem
+
         return azure_files_name_problem(path) if self.case_insensitive else None
 
     def check_writable(self) -> None:
@@ -127,6 +135,8 @@ class DirectoryStore:
 
     # ---------------------------------------------------------------- listing
     def list(self) -> Listing:
+        from ..core.model import Listing
+
         listing = Listing()
         if self.root.is_dir():
             self._walk(str(self.root), "", listing)
@@ -143,6 +153,8 @@ class DirectoryStore:
     def observe(self, paths: Iterable[str]) -> Listing:
         """``list()`` for these paths only (a directory brings all beneath it), never
         through a link: a path under a linked or missing parent is absent."""
+        from ..core.model import Listing, ObservedFile
+
         listing = Listing()
         real_dir: dict[str, bool] = {"": True}
 
@@ -182,6 +194,8 @@ class DirectoryStore:
         return listing
 
     def _walk(self, top: str, prefix: str, listing: Listing) -> None:
+        from ..core.model import ObservedFile
+
         stack: list[tuple[str, str]] = [(top, prefix)]
         while stack:
             abspath, rel = stack.pop()
@@ -201,6 +215,7 @@ class DirectoryStore:
 
     def hash_file(self, path: str) -> Content:
         from ..core.blobid import BlobHasher  # deferred: hashlib loads OpenSSL; a no-op needs none
+        from ..core.model import MODE_EXEC, MODE_FILE, Content
 
         full = self.root / path
 
@@ -220,7 +235,7 @@ class DirectoryStore:
 
     def write_file(self, path: str, mode: int, chunks: Iterable[bytes]) -> str:
         tmp = self._tmp / os.urandom(16).hex()
-        perm = 0o755 if mode == MODE_EXEC else 0o644
+        perm = 0o755 if mode == _EXEC else 0o644
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, perm)
         except FileNotFoundError:
@@ -248,7 +263,7 @@ class DirectoryStore:
     def set_mode(self, path: str, mode: int) -> str:
         fd = self._open_regular(path)
         try:
-            self._fchmod(fd, 0o755 if mode == MODE_EXEC else 0o644)
+            self._fchmod(fd, 0o755 if mode == _EXEC else 0o644)
             return _stamp(os.fstat(fd))
         finally:
             os.close(fd)

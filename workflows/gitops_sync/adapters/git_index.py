@@ -16,9 +16,7 @@ import contextlib
 import os
 import struct
 import subprocess
-import threading
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from pathlib import Path
 
 from ..ports import META_DIR
@@ -34,16 +32,30 @@ class IndexUnusable(Exception):
     """The index (or git) cannot be used for this sync; the manifest path can."""
 
 
-@dataclass(slots=True)
 class IndexChange:
-    """One line of ``git diff-*`` raw output: from ``old`` (the index) to ``new``."""
+    """One line of ``git diff-*`` raw output: from ``old`` (the index) to ``new``.
 
-    path: str
-    old_mode: int
-    old_oid: str
-    new_mode: int
-    new_oid: str
-    status: str
+    A plain slotted class, not a dataclass: this module loads before git starts, and
+    ``dataclasses`` is the dearest import of a sync's start-up."""
+
+    __slots__ = ("new_mode", "new_oid", "old_mode", "old_oid", "path", "status")
+
+    def __init__(
+        self, path: str, old_mode: int, old_oid: str, new_mode: int, new_oid: str, status: str
+    ) -> None:
+        self.path, self.old_mode, self.old_oid = path, old_mode, old_oid
+        self.new_mode, self.new_oid, self.status = new_mode, new_oid, status
+
+    def _fields(self) -> tuple[str, int, str, int, str, str]:
+        return (self.path, self.old_mode, self.old_oid, self.new_mode, self.new_oid, self.status)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, IndexChange) and self._fields() == other._fields()
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, as a dataclass is
+
+    def __repr__(self) -> str:
+        return f"IndexChange{self._fields()!r}"
 
 
 def _parse_raw(out: bytes) -> tuple[list[IndexChange], list[str]]:
@@ -209,7 +221,12 @@ class WorkspaceIndex:
         return proc.stdout
 
     def _start(self, *args: str) -> Callable[[], bytes]:
-        """Start ``git ARGS`` now; the callable waits for its output (IndexUnusable on failure)."""
+        """Start ``git ARGS`` now; the callable waits for its output (IndexUnusable on failure).
+
+        No reader thread: a thread started now would take the interpreter's lock from
+        the caller while it starts the next process or imports. Git runs meanwhile; an
+        answer larger than a pipe's buffer waits in git until the callable reads it.
+        """
         proc = subprocess.Popen(
             [GIT, *args],
             stdout=subprocess.PIPE,
@@ -220,12 +237,11 @@ class WorkspaceIndex:
             umask=0o022,
         )
         box: list[tuple[bytes, bytes]] = []
-        reader = threading.Thread(target=lambda: box.append(proc.communicate()), daemon=True)
-        reader.start()
 
         def finish() -> bytes:
-            reader.join()
-            out, err = box[0] if box else (b"", b"")
+            if not box:
+                box.append(proc.communicate())
+            out, err = box[0]
             if proc.returncode != 0:
                 msg = err.decode("utf-8", "replace").strip().splitlines()
                 raise IndexUnusable(f"git {args[0]}: {msg[0] if msg else proc.returncode}")
@@ -242,7 +258,8 @@ class WorkspaceIndex:
         - what the workspace holds that the index does not (``ls-files -o``; a
           directory holding nothing indexed is one entry ending in ``/``).
 
-        ``observe`` reads the answers. Start it only while holding the workspace (its lock).
+        ``observe`` reads the answers (in turn: each git runs on while another is read).
+        Start it only while holding the workspace (its lock).
         """
         return WorktreeScan(
             self.index_file,

@@ -17,11 +17,13 @@ import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 from ..core.errors import NotARepository, RepositoryUnreachable, UnknownRef, UsageError
-from ..core.model import TreeRecord
 from ..core.redact import redact
+
+if TYPE_CHECKING:
+    from ..core.model import TreeRecord
 
 _HEX = re.compile(r"^[0-9a-f]{40}([0-9a-f]{24})?$")
 _UNKNOWN_REF = (
@@ -45,6 +47,8 @@ def _parse_ls_tree(out: bytes) -> tuple[list[TreeRecord], list[tuple[str, str]]]
 
     Not ``--format``: git C-quotes ``%(path)`` inside a custom format even with -z.
     """
+    from ..core.model import TreeRecord  # deferred: the model loads after git has started
+
     try:
         text = out.decode("utf-8")
     except UnicodeDecodeError:
@@ -61,6 +65,8 @@ def _parse_ls_tree(out: bytes) -> tuple[list[TreeRecord], list[tuple[str, str]]]
 
 def _parse_ls_tree_slow(out: bytes) -> tuple[list[TreeRecord], list[tuple[str, str]]]:
     """Entry by entry, for the rare tree with a name that is not UTF-8."""
+    from ..core.model import TreeRecord
+
     records: list[TreeRecord] = []
     bad: list[tuple[str, str]] = []
     for item in out.split(b"\0"):
