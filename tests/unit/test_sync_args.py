@@ -94,3 +94,12 @@ def test_the_store_writes_executables_with_gits_mode_constant():
     from gitops_sync.core.model import MODE_EXEC
 
     assert MODE_EXEC == dir_store._EXEC
+
+
+def test_the_early_tree_listing_is_the_one_the_sync_asks_for():
+    """The listing started early names what the index path lists first (.syncignore, functions/)."""
+    from gitops_sync.cli.sync_run import FIRST_LISTED
+    from gitops_sync.core.function_report import FUNCTIONS_DIR
+    from gitops_sync.core.select import SYNCIGNORE
+
+    assert (SYNCIGNORE, FUNCTIONS_DIR) == FIRST_LISTED

@@ -105,6 +105,10 @@ class GitSource:
         self._env = self._git_env(token)
         self._objects_dir: Path | None = None
         self._git_dir: Path | None = None
+        self._prefetched: dict[
+            tuple[str, tuple[str, ...]],
+            Callable[[], tuple[list[TreeRecord], list[tuple[str, str]]]],
+        ] = {}
         self._path = Path(location)
         if self.remote:
             if cache_dir is None:
@@ -237,6 +241,10 @@ class GitSource:
             raise UnknownRef(f"'{ref}' in {redact(self.location)} does not name a commit")
         return out.stdout.decode().strip()
 
+    def prefetch_list_tree(self, commit: str, *paths: str) -> None:
+        """Start ``start_list_tree(commit, *paths)`` now; the next such call takes it over."""
+        self._prefetched[(commit, paths)] = self._start_list_tree(commit, *paths)
+
     def start_list_tree(
         self, commit: str, *paths: str
     ) -> Callable[[], tuple[list[TreeRecord], list[tuple[str, str]]]]:
@@ -244,6 +252,12 @@ class GitSource:
 
         Lets the caller walk the workspace while git reads the tree (two cores).
         """
+        started = self._prefetched.pop((commit, paths), None)
+        return started or self._start_list_tree(commit, *paths)
+
+    def _start_list_tree(
+        self, commit: str, *paths: str
+    ) -> Callable[[], tuple[list[TreeRecord], list[tuple[str, str]]]]:
         only = ["--", *paths] if paths else []
         proc = subprocess.Popen(
             ["git", "--literal-pathspecs", f"--git-dir={self.git_dir}", "ls-tree", "-r", "-z",

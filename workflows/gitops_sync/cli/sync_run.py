@@ -25,6 +25,9 @@ if TYPE_CHECKING:
     from ..adapters.git_source import GitSource
     from ..sync import SyncResult
 
+#: what ``sync_index`` lists of the tree first (``core.select.SYNCIGNORE`` and
+#: ``core.function_report.FUNCTIONS_DIR``; not imported here, a unit test checks them)
+FIRST_LISTED = (".syncignore", "functions")
 _VALUED = {"--repo": "repo", "--ref": "ref", "--workspace": "workspace"}
 _FLAGS = {"--dry-run": "dry_run", "--json": "as_json"}
 
@@ -127,7 +130,11 @@ def _scan_early(source: GitSource, store: DirectoryStore, commit: str) -> Worktr
     if store.case_insensitive or store.is_empty():
         return None
     idx = WorkspaceIndex(store.local_root, source.objects_dir, trust_mode=store.trust_mode)
-    return idx.start_scan(commit) if idx.exists else None
+    if not idx.exists:
+        return None
+    scan = idx.start_scan(commit)
+    source.prefetch_list_tree(commit, *FIRST_LISTED)
+    return scan
 
 
 def _write(stream: TextIO, text: str) -> None:
