@@ -242,8 +242,9 @@ class GitSource:
         return out.stdout.decode().strip()
 
     def prefetch_list_tree(self, commit: str, *paths: str) -> None:
-        """Start ``start_list_tree(commit, *paths)`` now; the next such call takes it over."""
-        self._prefetched[(commit, paths)] = self._start_list_tree(commit, *paths)
+        """Start ``start_list_tree(commit, *paths)`` now (a small listing: PATHS are a
+        few names); the next such call takes it over."""
+        self._prefetched[(commit, paths)] = self._start_list_tree(commit, *paths, threaded=False)
 
     def start_list_tree(
         self, commit: str, *paths: str
@@ -256,8 +257,11 @@ class GitSource:
         return started or self._start_list_tree(commit, *paths)
 
     def _start_list_tree(
-        self, commit: str, *paths: str
+        self, commit: str, *paths: str, threaded: bool = True
     ) -> Callable[[], tuple[list[TreeRecord], list[tuple[str, str]]]]:
+        """THREADED: a thread reads git's answer as it comes (a whole tree's is megabytes);
+        else the callable reads it (a small listing, started while Python imports: a
+        thread would only take the interpreter's lock from the importer)."""
         only = ["--", *paths] if paths else []
         proc = subprocess.Popen(
             ["git", "--literal-pathspecs", f"--git-dir={self.git_dir}", "ls-tree", "-r", "-z",
@@ -268,11 +272,16 @@ class GitSource:
             env=self._env,
         )  # fmt: skip
         box: list[tuple[bytes, bytes]] = []
-        reader = threading.Thread(target=lambda: box.append(proc.communicate()), daemon=True)
-        reader.start()
+        reader = None
+        if threaded:
+            reader = threading.Thread(target=lambda: box.append(proc.communicate()), daemon=True)
+            reader.start()
 
         def finish() -> tuple[list[TreeRecord], list[tuple[str, str]]]:
-            reader.join()
+            if reader is not None:
+                reader.join()
+            elif not box:
+                box.append(proc.communicate())
             out, err = box[0]
             if proc.returncode != 0:
                 raise RepositoryUnreachable(self._describe_failure(err))
