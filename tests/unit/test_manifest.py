@@ -43,3 +43,24 @@ def test_format_2_manifests_are_still_read() -> None:
         b"a.txt\0b1\x001\x00100644\0s1"
     )
     assert {"a.txt": RecordedFile("b1", 1, MODE_FILE, "s1")} == loads(data).files
+
+
+def test_rows_spliced_on_disk_read_back_as_appended(tmp_path) -> None:
+    """A folder's manifest gets rows by splicing (header line replaced, body kept on disk):
+    the same bytes as ``append_rows``, for an empty and a non-empty previous body."""
+    from gitops_sync.adapters.dir_store import DirectoryStore
+    from gitops_sync.core.manifest import appended_pieces
+
+    store = DirectoryStore(tmp_path / "ws")
+    new_header = Manifest(commit="c2", ref="main", index="ff" * 20, appended=1)
+    rows = [("b.txt", "b2", 2, MODE_EXEC, "")]
+    for previous_rows in ([], [("a.txt", "b1", 1, MODE_FILE, "s1")]):
+        previous = dumps_rows(Manifest(commit="c1", ref="main"), previous_rows)
+        store.write_meta("manifest.json", previous)
+        head = store.read_meta_head("manifest.json")
+        assert head is not None
+        assert previous.split(b"\n")[0] == head[0]
+        first, tail = appended_pieces(new_header, rows, head[1])
+        store.splice_meta("manifest.json", first, len(head[0]) + 1, tail)
+        assert append_rows(previous, new_header, rows) == store.read_meta("manifest.json")
+    assert None is store.read_meta_head("absent.json")

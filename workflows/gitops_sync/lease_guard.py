@@ -55,6 +55,9 @@ class LeaseGuardedStore:
     def observe(self, paths: Iterable[str]) -> Listing:
         return self.store.observe(paths)  # type: ignore[attr-defined]
 
+    def read_meta_head(self, name: str) -> tuple[bytes, int] | None:
+        return self.store.read_meta_head(name)  # type: ignore[attr-defined]
+
     def describe(self) -> str:
         return self.store.describe()
 
@@ -111,3 +114,7 @@ class LeaseGuardedStore:
     def write_meta(self, name: str, data: bytes) -> None:
         self.lease.check()
         self.store.write_meta(name, data)
+
+    def splice_meta(self, name: str, head: bytes, skip: int, tail: bytes) -> None:
+        self.lease.check()
+        self.store.splice_meta(name, head, skip, tail)  # type: ignore[attr-defined]

@@ -10,9 +10,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from .core.model import Content, Listing
+if TYPE_CHECKING:  # the sync's start-up loads no model types before git starts
+    from .core.model import Content, Listing
 
 #: stores keep their own bookkeeping (manifest, temporaries) under this directory
 META_DIR = ".gitops-sync"
@@ -80,3 +81,5 @@ class LocalDirectory(WorkspaceStore, Protocol):
 
     def is_empty(self) -> bool: ...
     def observe(self, paths: Iterable[str]) -> Listing: ...
+    def read_meta_head(self, name: str) -> tuple[bytes, int] | None: ...
+    def splice_meta(self, name: str, head: bytes, skip: int, tail: bytes) -> None: ...

@@ -11,11 +11,9 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .adapters.git_source import GitSource
-from .core.functions import FunctionReport, detect_function_changes, find_function_tomls
 from .core.manifest import Manifest, dumps_rows, loads
 from .core.model import MODE_EXEC, MODE_FILE, Content, Skipped, SourceFile
 from .core.plan import (
@@ -31,6 +29,9 @@ from .ports import WorkspaceStore
 
 if TYPE_CHECKING:
     from concurrent.futures import Future
+
+    from .adapters.git_index import WorktreeScan
+    from .core.function_report import FunctionReport
 
 MANIFEST = "manifest.json"
 INLINE_LIMIT = 4 << 20  # blobs up to this size are read whole and may be written in parallel
@@ -125,6 +126,8 @@ def compute_plan(
     plan = plan_sync(desired, listing, recorded, verified, skipped)
     plan.renames = renames
 
+    from .core.functions import detect_function_changes, find_function_tomls
+
     tomls = {p: _read_small_blob(source, desired, p) for p in find_function_tomls(desired)}
     functions = detect_function_changes(desired, tomls, manifest.functions)
     return plan, desired, manifest, functions
@@ -138,8 +141,9 @@ def sync_workspace(
     dry_run: bool = False,
     progress: Progress | None = None,
     commit: str | None = None,
+    scan: WorktreeScan | None = None,
 ) -> SyncResult:
-    """Make ``store`` hold exactly the synced files of REF's tree."""
+    """Make ``store`` hold exactly the synced files of REF's tree (SCAN: see ``sync_index``)."""
     from . import sync_index  # imports this module
 
     started = time.monotonic()
@@ -147,7 +151,7 @@ def sync_workspace(
     if not dry_run:
         store.check_writable()
     fast = sync_index.sync_with_index(
-        source, commit, ref, store, dry_run=dry_run, progress=progress
+        source, commit, ref, store, dry_run=dry_run, progress=progress, scan=scan
     )
     if fast is not None:
         fast.duration_s = time.monotonic() - started
@@ -268,6 +272,6 @@ def next_header(previous: Manifest, functions: FunctionReport, commit: str, ref:
     return Manifest(
         commit=commit,
         ref=ref,
-        synced_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        synced_at=time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime()),
         functions=recorded_functions,
     )

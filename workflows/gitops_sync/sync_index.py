@@ -22,9 +22,15 @@ import os
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, cast
 
-from .adapters.git_index import CHECKOUT_BATCH, IndexChange, IndexUnusable, WorkspaceIndex
-from .core.functions import FUNCTIONS_DIR, detect_function_changes, find_function_tomls
-from .core.manifest import Manifest, append_rows, dumps_rows, loads_header
+from .adapters.git_index import (
+    CHECKOUT_BATCH,
+    IndexChange,
+    IndexUnusable,
+    WorkspaceIndex,
+    WorktreeScan,
+)
+from .core.function_report import FUNCTIONS_DIR, FunctionReport, find_function_tomls
+from .core.manifest import Manifest, appended_pieces, dumps_rows, loads_header
 from .core.model import MODE_EXEC, MODE_FILE, Content, Skipped, SourceFile, TreeRecord
 from .core.plan import Plan, directories_of, plan_sync
 from .core.select import SYNCIGNORE, SyncIgnore, select_desired
@@ -32,7 +38,7 @@ from .sync import MANIFEST, Progress, SyncResult, _apply, next_header, verify_co
 
 if TYPE_CHECKING:
     from .adapters.git_source import GitSource
-    from .core.functions import FunctionReport, RecordedFunction
+    from .core.function_report import RecordedFunction
     from .ports import LocalDirectory, WorkspaceStore
 
 
@@ -61,8 +67,10 @@ def sync_with_index(
     *,
     dry_run: bool,
     progress: Progress | None,
+    scan: WorktreeScan | None = None,
 ) -> SyncResult | None:
-    """The sync through the index; None when the manifest path must do it."""
+    """The sync through the index; None when the manifest path must do it. SCAN is
+    ``start_scan``'s, when the caller started it early (``scan_early``)."""
     local = local_directory(store)
     if local is None:
         return None
@@ -75,7 +83,9 @@ def sync_with_index(
             return _full_sync(source, commit, ref, local, idx, dry_run=dry_run, progress=progress)
         if not dry_run:
             idx.prepare()
-        return _incremental(source, commit, ref, local, idx, dry_run=dry_run, progress=progress)
+        return _incremental(
+            source, commit, ref, local, idx, dry_run=dry_run, progress=progress, scan=scan
+        )
     except IndexUnusable as exc:  # e.g. a name git refuses to check out (``.GIT/x``)
         _note("git index of %s unusable (%s): comparing by manifest", store.describe(), exc)
         if not dry_run:
@@ -94,6 +104,7 @@ def rebuild_index(source: GitSource, store: WorkspaceStore, desired: dict[str, S
         idx.prepare()
         idx.reset((p, f.mode, f.blob_id) for p, f in desired.items())
         idx.refresh_all()
+        idx.cache_trees()
     except IndexUnusable as exc:
         _note("no git index for %s (%s)", store.describe(), exc)
         idx.remove()
@@ -121,6 +132,8 @@ def _functions(
     DESIRED holds at least every synced file under ``functions/``.
     """
     tomls = {p: source.read_blob(desired[p].blob_id) for p in find_function_tomls(desired)}
+    if not tomls and not recorded:
+        return FunctionReport()  # no function, now or before: nothing to parse or load
     include: set[str] = set()
     if tomls:
         import tomllib
@@ -136,6 +149,8 @@ def _functions(
         records, _ = source.start_list_tree(commit, *sorted(include))()
         extra, _ = select_desired(records, ignore, store.name_problem)
         desired = {**desired, **extra}
+    from .core.functions import detect_function_changes  # deferred: tomllib, the rules
+
     return detect_function_changes(desired, tomls, recorded)
 
 
@@ -188,12 +203,17 @@ def _incremental(
     *,
     dry_run: bool,
     progress: Progress | None,
+    scan: WorktreeScan | None = None,
 ) -> SyncResult:
-    raw_manifest = store.read_meta(MANIFEST)
-    manifest = loads_header(raw_manifest)
+    # the header alone: the rows stay on disk (appended to, never read here)
+    head = store.read_meta_head(MANIFEST)
+    manifest = loads_header(head[0] if head else None)
     indexed_before = idx.entry_count()
     rows_match_index = manifest.index is not None and manifest.index == idx.checksum()
-    changes, drift, untracked, bad_names = idx.observe(commit)
+    # the selection and functions/ are listed while git compares (another core)
+    finish_few = source.start_list_tree(commit, SYNCIGNORE, FUNCTIONS_DIR)
+    changes, drift, untracked, bad_names = idx.observe(commit, scan)
+    few, _ = finish_few()
     if os.path.lexists(store.local_root / ".git"):
         untracked.append(".git")  # git never lists its own name; the sync removes it
     records: list[TreeRecord] | None = None
@@ -205,7 +225,6 @@ def _incremental(
         ignore = _selection(source, records)
         fn_files, _ = select_desired(records, ignore, store.name_problem)
     else:  # only .syncignore and functions/ are listed
-        few, _ = source.start_list_tree(commit, SYNCIGNORE, FUNCTIONS_DIR)()
         ignore = _selection(source, few)
         fn_files, _ = select_desired(few, ignore, store.name_problem)
 
@@ -263,8 +282,11 @@ def _incremental(
     result.bytes_written = _apply(source, store, plan, progress)
     store.check_writable()
     if want or removed:
-        idx.set_entries(((p, f.mode, f.blob_id) for p, f in want.items()), removed)
-        idx.refresh_paths(sorted(want))
+        if idx.trust_mode:  # what was just written is what is wanted, mode included
+            idx.record_paths(sorted([*want, *removed]))
+        else:
+            idx.set_entries(((p, f.mode, f.blob_id) for p, f in want.items()), removed)
+            idx.refresh_paths(sorted(want))
     header = next_header(manifest, functions, commit, ref)
     rows = [(p, f.blob_id, f.size, f.mode, "") for p, f in sorted(want.items())]
     rows.extend((p, "", 0, 0, "") for p in removed)
@@ -272,11 +294,12 @@ def _incremental(
     same = (header.commit, header.ref, header.functions) == (
         manifest.commit, manifest.ref, manifest.functions,
     )  # fmt: skip
-    if raw_manifest and rows_match_index and not rows and same:
+    if head and rows_match_index and not rows and same:
         return result  # nothing changed, not even the bookkeeping: nothing is written
-    if raw_manifest and rows_match_index and appended <= max(1000, indexed_before // 4):
+    if head and rows_match_index and appended <= max(1000, indexed_before // 4):
         header.index, header.appended = idx.checksum(), appended
-        store.write_meta(MANIFEST, append_rows(raw_manifest, header, rows))
+        first, tail = appended_pieces(header, rows, head[1])
+        store.splice_meta(MANIFEST, first, len(head[0]) + 1, tail)
     else:  # the rows do not describe this index (a crash, a fallback), or too many appended
         if records is None:
             records, _ = source.start_list_tree(commit)()
@@ -288,7 +311,9 @@ def _incremental(
 def _write_manifest(
     store: WorkspaceStore, idx: WorkspaceIndex, header: Manifest, desired: dict[str, SourceFile]
 ) -> None:
-    """Every row, whole (stamps are the index's business here: none recorded)."""
+    """Every row, whole (stamps are the index's business here: none recorded). Rare (a
+    full sync, a rebuild, a compaction), so the index's tree ids are refreshed first."""
+    idx.cache_trees()
     header.index, header.appended = idx.checksum(), 0
     rows = ((p, f.blob_id, f.size, f.mode, "") for p, f in desired.items())
     store.write_meta(MANIFEST, dumps_rows(header, rows))

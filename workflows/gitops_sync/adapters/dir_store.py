@@ -14,12 +14,17 @@ import os
 import stat
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from ..core.blobid import BlobHasher
 from ..core.errors import WorkspaceNotWritable
-from ..core.model import MODE_EXEC, MODE_FILE, Content, Listing, ObservedFile
-from ..core.paths import azure_files_name_problem
 from ..ports import META_DIR
+
+if TYPE_CHECKING:
+    from ..core.model import Content, Listing
+
+# The sync's start-up opens this store before git starts and loads the model types
+# (dataclasses) only afterwards: the methods that build them import them.
+_EXEC = 0o100755  # core.model.MODE_EXEC (git's mode of an executable file)
 
 CHUNK = 1 << 20
 
@@ -87,20 +92,23 @@ class DirectoryStore:
     def _probe_case(self) -> bool:
         # Probe in the nearest existing directory without creating any (dry runs
         # change nothing): a short-lived temporary file, then look it up upper-cased.
-        import tempfile
-
         where = self.root
         while not where.is_dir() and where != where.parent:
             where = where.parent
+        probe = os.path.join(where, f".gitops-sync-probe-{os.urandom(8).hex()}")
         try:
-            with tempfile.NamedTemporaryFile(dir=where, prefix=".gitops-sync-probe-") as f:
-                name = os.path.basename(f.name)
-                return os.path.exists(os.path.join(where, name.upper()))
+            os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600))
+            try:
+                return os.path.exists(os.path.join(where, os.path.basename(probe).upper()))
+            finally:
+                os.unlink(probe)
         except OSError:
             return False
 
     def name_problem(self, path: str) -> str | None:
         # A case-insensitive directory here is the SMB mount of an Azure Files share.
+        from ..core.paths import azure_files_name_problem
+
         return azure_files_name_problem(path) if self.case_insensitive else None
 
     def check_writable(self) -> None:
@@ -127,6 +135,8 @@ class DirectoryStore:
 
     # ---------------------------------------------------------------- listing
     def list(self) -> Listing:
+        from ..core.model import Listing
+
         listing = Listing()
         if self.root.is_dir():
             self._walk(str(self.root), "", listing)
@@ -143,6 +153,8 @@ class DirectoryStore:
     def observe(self, paths: Iterable[str]) -> Listing:
         """``list()`` for these paths only (a directory brings all beneath it), never
         through a link: a path under a linked or missing parent is absent."""
+        from ..core.model import Listing, ObservedFile
+
         listing = Listing()
         real_dir: dict[str, bool] = {"": True}
 
@@ -182,6 +194,8 @@ class DirectoryStore:
         return listing
 
     def _walk(self, top: str, prefix: str, listing: Listing) -> None:
+        from ..core.model import ObservedFile
+
         stack: list[tuple[str, str]] = [(top, prefix)]
         while stack:
             abspath, rel = stack.pop()
@@ -200,7 +214,11 @@ class DirectoryStore:
                         listing.files[path] = ObservedFile(path, 0, "", "link")
 
     def hash_file(self, path: str) -> Content:
+        from ..core.blobid import BlobHasher  # deferred: hashlib loads OpenSSL; a no-op needs none
+        from ..core.model import MODE_EXEC, MODE_FILE, Content
+
         full = self.root / path
+
         with open(full, "rb", buffering=0) as f:
             st = os.fstat(f.fileno())
             h = BlobHasher(st.st_size)
@@ -217,7 +235,7 @@ class DirectoryStore:
 
     def write_file(self, path: str, mode: int, chunks: Iterable[bytes]) -> str:
         tmp = self._tmp / os.urandom(16).hex()
-        perm = 0o755 if mode == MODE_EXEC else 0o644
+        perm = 0o755 if mode == _EXEC else 0o644
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, perm)
         except FileNotFoundError:
@@ -245,7 +263,7 @@ class DirectoryStore:
     def set_mode(self, path: str, mode: int) -> str:
         fd = self._open_regular(path)
         try:
-            self._fchmod(fd, 0o755 if mode == MODE_EXEC else 0o644)
+            self._fchmod(fd, 0o755 if mode == _EXEC else 0o644)
             return _stamp(os.fstat(fd))
         finally:
             os.close(fd)
@@ -289,6 +307,35 @@ class DirectoryStore:
         with open(tmp, "wb") as f:
             f.write(data)
         os.replace(tmp, self._meta / name)
+
+    def read_meta_head(self, name: str) -> tuple[bytes, int] | None:
+        """NAME's first line (without its newline) and how many bytes follow it, reading
+        only that line; None when absent."""
+        try:
+            with open(self._meta / name, "rb") as f:
+                first = f.readline()
+                size = os.fstat(f.fileno()).st_size
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        return first.rstrip(b"\n"), size - len(first)
+
+    def splice_meta(self, name: str, head: bytes, skip: int, tail: bytes) -> None:
+        """``write_meta`` of HEAD, then NAME's bytes from offset SKIP on, then TAIL. The kept
+        bytes are copied once, from a read-only mapping of the file: never read into
+        Python objects, never parsed."""
+        import mmap  # deferred: only an incremental sync appends
+
+        with open(self._meta / name, "rb") as f:
+            if os.fstat(f.fileno()).st_size <= skip:
+                data = head + tail
+            else:
+                with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
+                    view = memoryview(mapped)
+                    try:
+                        data = b"".join((head, view[skip:], tail))
+                    finally:
+                        view.release()
+        self.write_meta(name, data)
 
     # ------------------------------------------------------------------ reads
     def _open_regular(self, path: str) -> int:

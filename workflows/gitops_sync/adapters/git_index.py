@@ -12,13 +12,11 @@ manifest path, which needs no index.
 
 from __future__ import annotations
 
+import contextlib
 import os
-import shutil
 import struct
 import subprocess
-import threading
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from ..ports import META_DIR
@@ -27,23 +25,37 @@ ZERO_OID = "0" * 40
 _ATTRIBUTES = b"* -text -filter -ident -working-tree-encoding -eol\n"
 #: entries checked out per ``git checkout-index`` run; the lease is checked in between
 CHECKOUT_BATCH = 4096
-GIT = shutil.which("git") or "git"
+GIT = "git"
 
 
 class IndexUnusable(Exception):
     """The index (or git) cannot be used for this sync; the manifest path can."""
 
 
-@dataclass(slots=True)
 class IndexChange:
-    """One line of ``git diff-*`` raw output: from ``old`` (the index) to ``new``."""
+    """One line of ``git diff-*`` raw output: from ``old`` (the index) to ``new``.
 
-    path: str
-    old_mode: int
-    old_oid: str
-    new_mode: int
-    new_oid: str
-    status: str
+    A plain slotted class, not a dataclass: this module loads before git starts, and
+    ``dataclasses`` is the dearest import of a sync's start-up."""
+
+    __slots__ = ("new_mode", "new_oid", "old_mode", "old_oid", "path", "status")
+
+    def __init__(
+        self, path: str, old_mode: int, old_oid: str, new_mode: int, new_oid: str, status: str
+    ) -> None:
+        self.path, self.old_mode, self.old_oid = path, old_mode, old_oid
+        self.new_mode, self.new_oid, self.status = new_mode, new_oid, status
+
+    def _fields(self) -> tuple[str, int, str, int, str, str]:
+        return (self.path, self.old_mode, self.old_oid, self.new_mode, self.new_oid, self.status)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, IndexChange) and self._fields() == other._fields()
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, as a dataclass is
+
+    def __repr__(self) -> str:
+        return f"IndexChange{self._fields()!r}"
 
 
 def _parse_raw(out: bytes) -> tuple[list[IndexChange], list[str]]:
@@ -65,6 +77,23 @@ def _parse_raw(out: bytes) -> tuple[list[IndexChange], list[str]]:
     return changes, bad
 
 
+class WorktreeScan:
+    """``diff-index``, ``diff-files`` and ``ls-files -o`` under way (``start_scan``)."""
+
+    __slots__ = ("commit", "finishers", "index_file")
+
+    def __init__(self, index_file: Path, commit: str, *finishers: Callable[[], bytes]) -> None:
+        self.index_file = index_file
+        self.commit = commit
+        self.finishers = finishers
+
+    def close(self) -> None:
+        """Wait for the processes (their answers may be unused: a fallback, an error)."""
+        for finish in self.finishers:
+            with contextlib.suppress(IndexUnusable):
+                finish()
+
+
 class WorkspaceIndex:
     """The git index of one workspace directory; reads need no writes."""
 
@@ -74,6 +103,7 @@ class WorkspaceIndex:
         self.git_dir = self.meta / "git"
         self.index_file = self.meta / "index"
         self._objects = objects_dir
+        self.trust_mode = trust_mode
         self._config = {
             "core.autocrlf": "false",
             "core.safecrlf": "false",
@@ -190,45 +220,79 @@ class WorkspaceIndex:
             raise IndexUnusable(f"git {args[0]}: {msg[0] if msg else proc.returncode}")
         return proc.stdout
 
-    def observe(
-        self, commit: str
-    ) -> tuple[list[IndexChange], list[IndexChange], list[str], list[str]]:
-        """Three questions at once (git runs them in parallel, on the two cores):
+    def _start(self, *args: str) -> Callable[[], bytes]:
+        """Start ``git ARGS`` now; the callable waits for its output (IndexUnusable on failure).
+
+        No reader thread: a thread started now would take the interpreter's lock from
+        the caller while it starts the next process or imports. Git runs meanwhile; an
+        answer larger than a pipe's buffer waits in git until the callable reads it.
+        """
+        proc = subprocess.Popen(
+            [GIT, *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            env=self._env,
+            cwd=self.root,
+            umask=0o022,
+        )
+        box: list[tuple[bytes, bytes]] = []
+
+        def finish() -> bytes:
+            if not box:
+                box.append(proc.communicate())
+            out, err = box[0]
+            if proc.returncode != 0:
+                msg = err.decode("utf-8", "replace").strip().splitlines()
+                raise IndexUnusable(f"git {args[0]}: {msg[0] if msg else proc.returncode}")
+            return out
+
+        return finish
+
+    def start_scan(self, commit: str) -> WorktreeScan:
+        """Start git's three questions at once (they run on the two cores while the
+        caller does something else, e.g. load the sync's modules):
 
         - what the commit's tree changes against the index (``diff-index -R``),
         - which indexed files the workspace no longer holds as indexed (``diff-files``),
         - what the workspace holds that the index does not (``ls-files -o``; a
           directory holding nothing indexed is one entry ending in ``/``).
 
+        ``observe`` reads the answers (in turn: each git runs on while another is read).
+        Start it only while holding the workspace (its lock).
+        """
+        return WorktreeScan(
+            self.index_file,
+            commit,
+            self._start("diff-index", "--cached", "-R", "--raw", "-z", "--no-renames",
+                        "--abbrev=40", commit),
+            self._start("diff-files", "--raw", "-z", "--abbrev=40"),
+            self._start("ls-files", "-z", "-o", "--directory", f"--exclude=/{META_DIR}/"),
+        )  # fmt: skip
+
+    def observe(
+        self, commit: str, scan: WorktreeScan | None = None
+    ) -> tuple[list[IndexChange], list[IndexChange], list[str], list[str]]:
+        """The answers of ``start_scan`` (SCAN, if it was started earlier for this index
+        and commit; else started now).
+
         Returns (changes, drift, untracked, names that are not UTF-8).
         """
-        commands = {
-            "changes": ("diff-index", "--cached", "-R", "--raw", "-z", "--no-renames",
-                        "--abbrev=40", commit),
-            "drift": ("diff-files", "--raw", "-z", "--abbrev=40"),
-            "untracked": ("ls-files", "-z", "-o", "--directory", f"--exclude=/{META_DIR}/"),
-        }  # fmt: skip
-        outs: dict[str, bytes] = {}
+        if scan is None or (scan.index_file, scan.commit) != (self.index_file, commit):
+            scan = self.start_scan(commit)
+        outs: list[bytes] = []
         errors: list[IndexUnusable] = []
-
-        def one(name: str) -> None:
+        for finish in scan.finishers:
             try:
-                outs[name] = self._run(*commands[name])
+                outs.append(finish())
             except IndexUnusable as exc:
                 errors.append(exc)
-
-        threads = [threading.Thread(target=one, args=(n,)) for n in commands]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
         if errors:
             raise errors[0]
-        changes, bad = _parse_raw(outs["changes"])
-        drift, bad_drift = _parse_raw(outs["drift"])
-        raw_untracked = outs["untracked"]
+        changes, bad = _parse_raw(outs[0])
+        drift, bad_drift = _parse_raw(outs[1])
         untracked: list[str] = []
-        for raw in raw_untracked.split(b"\0"):
+        for raw in outs[2].split(b"\0"):
             if raw:
                 try:
                     untracked.append(raw.decode("utf-8"))
@@ -259,11 +323,30 @@ class WorkspaceIndex:
         if lines:
             self._run("update-index", "-z", "--index-info", stdin="".join(lines).encode())
 
+    def record_paths(self, paths: list[str]) -> None:
+        """One git process: each path as the workspace holds it now (hashed, with its stat
+        data and its mode), or dropped where nothing is there any more (a file that became
+        a directory included). Only where modes are trusted: elsewhere a new entry would
+        take git's default mode, so ``set_entries`` then ``refresh_paths`` are used."""
+        if paths:
+            data = "".join(p + "\0" for p in paths).encode()
+            self._run("update-index", "-z", "--add", "--remove", "--replace", "--info-only",
+                      "--stdin", stdin=data)  # fmt: skip
+
     def refresh_paths(self, paths: list[str]) -> None:
         """Hash these files as they are now and record their stat data (no objects written)."""
         if paths:
             data = "".join(p + "\0" for p in paths).encode()
             self._run("update-index", "-z", "--add", "--info-only", "--stdin", stdin=data)
+
+    def cache_trees(self) -> None:
+        """Record each directory's tree id in the index (its cache-tree, ``git write-tree``),
+        so that ``diff-index`` against a commit skips every directory whose tree is the
+        commit's. Updates invalidate only the directories they touch. Best effort: a
+        failure costs speed only, so it is ignored (trees the commit lacks, e.g. where
+        ``.github/`` is left out, go to the private git directory's own objects)."""
+        with contextlib.suppress(IndexUnusable):
+            self._run("write-tree")
 
     def refresh_all(self) -> None:
         """Stat every entry; hash those whose stat data is missing or stale."""

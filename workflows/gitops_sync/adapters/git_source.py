@@ -17,11 +17,13 @@ import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 from ..core.errors import NotARepository, RepositoryUnreachable, UnknownRef, UsageError
-from ..core.model import TreeRecord
 from ..core.redact import redact
+
+if TYPE_CHECKING:
+    from ..core.model import TreeRecord
 
 _HEX = re.compile(r"^[0-9a-f]{40}([0-9a-f]{24})?$")
 _UNKNOWN_REF = (
@@ -45,6 +47,8 @@ def _parse_ls_tree(out: bytes) -> tuple[list[TreeRecord], list[tuple[str, str]]]
 
     Not ``--format``: git C-quotes ``%(path)`` inside a custom format even with -z.
     """
+    from ..core.model import TreeRecord  # deferred: the model loads after git has started
+
     try:
         text = out.decode("utf-8")
     except UnicodeDecodeError:
@@ -61,6 +65,8 @@ def _parse_ls_tree(out: bytes) -> tuple[list[TreeRecord], list[tuple[str, str]]]
 
 def _parse_ls_tree_slow(out: bytes) -> tuple[list[TreeRecord], list[tuple[str, str]]]:
     """Entry by entry, for the rare tree with a name that is not UTF-8."""
+    from ..core.model import TreeRecord
+
     records: list[TreeRecord] = []
     bad: list[tuple[str, str]] = []
     for item in out.split(b"\0"):
@@ -98,6 +104,12 @@ class GitSource:
         self._token = token
         self._env = self._git_env(token)
         self._objects_dir: Path | None = None
+        self._git_dir: Path | None = None
+        self._prefetched: dict[
+            tuple[str, tuple[str, ...]],
+            Callable[[], tuple[list[TreeRecord], list[tuple[str, str]]]],
+        ] = {}
+        self._path = Path(location)
         if self.remote:
             if cache_dir is None:
                 raise UsageError("a cache directory is needed to fetch a URL")
@@ -105,10 +117,19 @@ class GitSource:
             import hashlib
 
             key = hashlib.sha256(redact(location).encode()).hexdigest()[:24]
-            self.git_dir = root / f"{key}.git"
+            self._git_dir = root / f"{key}.git"
             self._init_cache(root)
-        else:
-            self.git_dir = self._local_git_dir(Path(location))
+        elif not self._path.exists():
+            raise NotARepository(f"{self._path}: no such file or directory")
+        # A local repository's git directory is asked of git on first use: ``resolve``
+        # asks for it and for the commit in one process.
+
+    @property
+    def git_dir(self) -> Path:
+        """The repository's git directory (a local one's is found on first use)."""
+        if self._git_dir is None:
+            self._git_dir = self._local_git_dir(self._path)
+        return self._git_dir
 
     # ----------------------------------------------------------------- helpers
     @staticmethod
@@ -149,8 +170,6 @@ class GitSource:
         return redact(f"{redact(self.location)}: {first}", [self._token])
 
     def _local_git_dir(self, path: Path) -> Path:
-        if not path.exists():
-            raise NotARepository(f"{path}: no such file or directory")
         proc = subprocess.run(
             ["git", "-C", str(path), "rev-parse", "--absolute-git-dir"],
             capture_output=True,
@@ -179,6 +198,18 @@ class GitSource:
             raise UsageError(f"invalid ref {ref!r}")
         if self.remote:
             return self._fetch(ref)
+        if self._git_dir is None:  # both answers from one git process
+            proc = subprocess.run(
+                ["git", "-C", str(self._path), "rev-parse", "--absolute-git-dir", "--verify",
+                 "--quiet", "--end-of-options", f"{ref}^{{commit}}"],
+                capture_output=True,
+                env=self._env,
+                stdin=subprocess.DEVNULL,
+            )  # fmt: skip
+            answer = proc.stdout.decode().split("\n")
+            if proc.returncode == 0 and len(answer) == 3:
+                self._git_dir = Path(answer[0])
+                return answer[1]
         proc = self._git(
             "rev-parse", "--verify", "--quiet", "--end-of-options", f"{ref}^{{commit}}", check=False
         )
@@ -210,6 +241,11 @@ class GitSource:
             raise UnknownRef(f"'{ref}' in {redact(self.location)} does not name a commit")
         return out.stdout.decode().strip()
 
+    def prefetch_list_tree(self, commit: str, *paths: str) -> None:
+        """Start ``start_list_tree(commit, *paths)`` now (a small listing: PATHS are a
+        few names); the next such call takes it over."""
+        self._prefetched[(commit, paths)] = self._start_list_tree(commit, *paths, threaded=False)
+
     def start_list_tree(
         self, commit: str, *paths: str
     ) -> Callable[[], tuple[list[TreeRecord], list[tuple[str, str]]]]:
@@ -217,6 +253,15 @@ class GitSource:
 
         Lets the caller walk the workspace while git reads the tree (two cores).
         """
+        started = self._prefetched.pop((commit, paths), None)
+        return started or self._start_list_tree(commit, *paths)
+
+    def _start_list_tree(
+        self, commit: str, *paths: str, threaded: bool = True
+    ) -> Callable[[], tuple[list[TreeRecord], list[tuple[str, str]]]]:
+        """THREADED: a thread reads git's answer as it comes (a whole tree's is megabytes);
+        else the callable reads it (a small listing, started while Python imports: a
+        thread would only take the interpreter's lock from the importer)."""
         only = ["--", *paths] if paths else []
         proc = subprocess.Popen(
             ["git", "--literal-pathspecs", f"--git-dir={self.git_dir}", "ls-tree", "-r", "-z",
@@ -227,11 +272,16 @@ class GitSource:
             env=self._env,
         )  # fmt: skip
         box: list[tuple[bytes, bytes]] = []
-        reader = threading.Thread(target=lambda: box.append(proc.communicate()), daemon=True)
-        reader.start()
+        reader = None
+        if threaded:
+            reader = threading.Thread(target=lambda: box.append(proc.communicate()), daemon=True)
+            reader.start()
 
         def finish() -> tuple[list[TreeRecord], list[tuple[str, str]]]:
-            reader.join()
+            if reader is not None:
+                reader.join()
+            elif not box:
+                box.append(proc.communicate())
             out, err = box[0]
             if proc.returncode != 0:
                 raise RepositoryUnreachable(self._describe_failure(err))

@@ -1,17 +1,17 @@
-"""The ``gitops-sync`` command line (click). Subcommands load lazily to keep startup lean.
+"""The ``gitops-sync`` command line: click, imported only when a command needs it.
 
-Every failure a user can cause ends as one line on stderr and a non-zero exit
-code, never a traceback (set ``GITOPS_SYNC_DEBUG=1`` to see one).
+``gitops-sync sync`` with well-formed options runs without importing click (it
+starts on every push; ``cli/sync_run.py``); anything else, ``sync --help`` or a
+malformed ``sync`` included, goes through the click application (``cli/_app.py``),
+so help, usage errors and exit codes are click's. Every failure a user can cause
+ends as one line on stderr and a non-zero exit code, never a traceback (set
+``GITOPS_SYNC_DEBUG=1`` to see one).
 """
 
 from __future__ import annotations
 
-import importlib
 import os
 import sys
-from typing import Any
-
-import click
 
 from ..core.errors import GitopsSyncError, UsageError
 
@@ -29,41 +29,33 @@ COMMANDS = {
 }
 
 
-class LazyGroup(click.Group):
-    """A click group that imports a subcommand's module only when it runs."""
+def __getattr__(name: str) -> object:
+    if name == "cli":  # the click group, for whoever inspects the commands
+        from ._app import cli
 
-    def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted(COMMANDS)
-
-    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        target = COMMANDS.get(cmd_name)
-        if target is None:
-            return None
-        module, attr = target.split(":")
-        cmd: click.Command = getattr(importlib.import_module(f"{__name__}.{module}"), attr)
-        return cmd
-
-
-@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="gitops-sync", prog_name="gitops-sync")
-def cli() -> None:
-    """Event-driven GitOps sync: git push -> workspace, only what changed."""
+        return cli
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def fail(message: str, code: int = 1) -> None:
-    click.echo(f"gitops-sync: error: {message}", err=True)
+    sys.stderr.write(f"gitops-sync: error: {message}\n")
+    sys.stderr.flush()
     sys.exit(code)
 
 
-def main(argv: list[str] | None = None) -> Any:
+def main(argv: list[str] | None = None) -> object:
+    args = sys.argv[1:] if argv is None else list(argv)
     try:
-        return cli.main(args=argv, prog_name="gitops-sync", standalone_mode=False)
-    except click.exceptions.Abort:
-        fail("aborted", 130)
-    except click.ClickException as exc:
-        if isinstance(exc, click.UsageError) and exc.ctx is not None:
-            click.echo(exc.ctx.get_usage(), err=True)
-        fail(exc.format_message(), exc.exit_code)
+        if args[:1] == ["sync"]:
+            from . import sync_run
+
+            options = sync_run.parse_args(args[1:])
+            if options is not None:
+                sync_run.run(options)
+                return None
+        from ._app import run_click
+
+        return run_click(args)
     except UsageError as exc:
         fail(str(exc), 2)
     except GitopsSyncError as exc:

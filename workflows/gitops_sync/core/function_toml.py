@@ -7,17 +7,18 @@ them all; an invalid file fails only its own function.
 from __future__ import annotations
 
 import re
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-FUNCTIONS_DIR = "functions"
-FUNCTION_TOML = "function.toml"
-NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
-HANDLER_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+$")
-ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-IDENT_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+from .function_report import FUNCTION_TOML as FUNCTION_TOML
+from .function_report import FUNCTIONS_DIR as FUNCTIONS_DIR
+
+# patterns, compiled by ``re`` on first use (a sync without functions compiles none)
+NAME_RE = r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$"
+HANDLER_RE = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+$"
+ENV_NAME_RE = r"^[A-Za-z_][A-Za-z0-9_]*$"
+IDENT_RE = r"^[A-Za-z_][A-Za-z0-9_]*$"
 SUPPORTED_RUNTIMES = ("python3.10", "python3.11", "python3.12", "python3.13")
 
 #: (default, lowest, highest) of each integer field
@@ -102,7 +103,7 @@ def include_dir_problem(value: object) -> str | None:
         return f"'{value}' must be a relative path inside the repository, without '.' or '..'"
     if parts[0] in (".github", ".gitops-sync"):
         return f"'{value}' is never synced, so it cannot be included"
-    if not IDENT_RE.match(parts[-1]):
+    if not re.match(IDENT_RE, parts[-1]):
         return (
             f"'{value}': the last part is imported by name, so it must be a Python identifier"
             " (letters, digits, '_')"
@@ -122,6 +123,8 @@ def _names(doc: dict[str, Any], key: str, problems: list[tuple[str | None, str]]
 
 def parse_function_toml(path: str, data: bytes) -> FunctionSpec:
     """Parse and validate one ``functions/<dir>/function.toml``; every bad field is reported."""
+    import tomllib  # deferred: a sync whose tree has no function.toml never needs it
+
     directory = path.rsplit("/", 1)[0]
     try:
         doc = tomllib.loads(data.decode("utf-8"))
@@ -134,7 +137,7 @@ def parse_function_toml(path: str, data: bytes) -> FunctionSpec:
         problems.append((unknown, f"unknown field; allowed: {', '.join(sorted(FIELDS))}"))
 
     name = doc.get("name", directory.rsplit("/", 1)[-1])
-    if not isinstance(name, str) or not (3 <= len(name) <= 63) or not NAME_RE.match(name):
+    if not isinstance(name, str) or not (3 <= len(name) <= 63) or not re.match(NAME_RE, name):
         origin = "" if "name" in doc else " (default: the directory name)"
         problems.append(
             (
@@ -149,7 +152,7 @@ def parse_function_toml(path: str, data: bytes) -> FunctionSpec:
             ("runtime", f"must be one of {', '.join(SUPPORTED_RUNTIMES)} (got {runtime!r})")
         )
     handler = doc.get("handler")
-    if not isinstance(handler, str) or not HANDLER_RE.match(handler):
+    if not isinstance(handler, str) or not re.match(HANDLER_RE, handler):
         problems.append(
             ("handler", f"must be 'module.function', e.g. 'main.handle' (got {handler!r})")
         )
@@ -171,7 +174,7 @@ def parse_function_toml(path: str, data: bytes) -> FunctionSpec:
 
     secrets = _names(doc, "secrets", problems)
     for secret in secrets:
-        if not ENV_NAME_RE.match(secret):
+        if not re.match(ENV_NAME_RE, secret):
             problems.append(("secrets", f"'{secret}' is not a valid app setting name"))
 
     env = doc.get("environment", {})
@@ -179,7 +182,7 @@ def parse_function_toml(path: str, data: bytes) -> FunctionSpec:
         problems.append(("environment", 'must be a table of NAME = "value"'))
         env = {}
     for key, value in env.items():
-        if not ENV_NAME_RE.match(key):
+        if not re.match(ENV_NAME_RE, key):
             problems.append((f"environment.{key}", "must be a valid variable name"))
         elif not isinstance(value, str):
             problems.append((f"environment.{key}", f"must be a string (got {value!r})"))

@@ -10,12 +10,11 @@ changes exactly when something that would be deployed changes.
 from __future__ import annotations
 
 import bisect
-import hashlib
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
+from .function_report import FunctionReport, RecordedFunction, find_function_tomls
 from .function_toml import (
     DEFAULT_MEMORY_MB,
     DEFAULT_TIMEOUT_SECONDS,
@@ -113,48 +112,14 @@ def package_members(spec: FunctionSpec, index: SortedPaths) -> list[Member]:
 
 def function_hash(spec: FunctionSpec, members: Sequence[Member]) -> str:
     """sha256 over the normalised config and (package path, mode, blob id) of every member."""
+    import hashlib  # deferred: hashlib loads OpenSSL, which a tree without functions never needs
+
     h = hashlib.sha256()
     h.update(json.dumps(spec.normalised(), sort_keys=True).encode())
     for m in members:
         mode = 0o755 if m.mode == MODE_EXEC else 0o644
         h.update(f"\n{m.path}\0{mode:o}\0{m.blob_id}".encode())
     return h.hexdigest()
-
-
-def find_function_tomls(desired: Mapping[str, SourceFile]) -> list[str]:
-    """Paths of ``functions/<dir>/function.toml`` among the synced files, sorted."""
-    prefix, suffix = FUNCTIONS_DIR + "/", "/" + FUNCTION_TOML
-    return sorted(
-        p for p in desired if p.startswith(prefix) and p.endswith(suffix) and p.count("/") == 2
-    )
-
-
-@dataclass(frozen=True, slots=True)
-class RecordedFunction:
-    hash: str
-    directory: str
-
-
-@dataclass(slots=True)
-class FunctionReport:
-    changed: list[str] = field(default_factory=list)
-    unchanged: list[str] = field(default_factory=list)
-    invalid: list[dict[str, str]] = field(default_factory=list)
-    removed: list[str] = field(default_factory=list)
-    hashes: dict[str, str] = field(default_factory=dict)
-    specs: dict[str, FunctionSpec] = field(default_factory=dict)
-    members: dict[str, list[Member]] = field(default_factory=dict)
-
-    def recorded(self) -> dict[str, RecordedFunction]:
-        return {n: RecordedFunction(h, self.specs[n].directory) for n, h in self.hashes.items()}
-
-    def as_json(self) -> dict[str, Any]:
-        return {
-            "changed": self.changed,
-            "unchanged": self.unchanged,
-            "invalid": self.invalid,
-            "removed": self.removed,
-        }
 
 
 def detect_function_changes(

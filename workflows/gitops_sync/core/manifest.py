@@ -6,7 +6,8 @@ NUL-separated fields, five per file (path, blob id, size, mode in octal, stamp);
 git paths cannot contain NUL. A later row for a path replaces an earlier one,
 and a row with an empty blob id removes the path: a sync that changed a few
 files appends their rows to the previous body (``append_rows``) instead of
-rewriting every row. An unreadable manifest is treated as absent: every file is
+rewriting every row (on a local folder the kept body is copied by the kernel,
+never read: ``appended_pieces``). An unreadable manifest is treated as absent: every file is
 then verified by hash, which is slower but never wrong.
 """
 
@@ -16,7 +17,7 @@ import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from .functions import RecordedFunction
+from .function_report import RecordedFunction
 from .model import RecordedFile
 
 MANIFEST_PATH = ".gitops-sync/manifest.json"
@@ -58,10 +59,18 @@ def append_rows(
     """``previous``'s rows, then ROWS (each replacing, or with an empty blob id
     removing, its path), under ``header``: no row of the previous body is parsed."""
     _, _, body = previous.partition(b"\n")
-    tail = dumps_rows(header, rows)
-    head, _, new = tail.partition(b"\n")
-    joined = body + b"\0" + new if body and new else body or new
-    return head + b"\n" + joined
+    head, tail = appended_pieces(header, rows, len(body))
+    return head + body + tail
+
+
+def appended_pieces(
+    header: Manifest, rows: list[tuple[str, str, int, int, str]], body_size: int
+) -> tuple[bytes, bytes]:
+    """``append_rows`` in two pieces, for a previous body of BODY_SIZE bytes that the
+    caller keeps where it is: the new first line (with its newline), and what follows
+    the previous body."""
+    head, _, new = dumps_rows(header, rows).partition(b"\n")
+    return head + b"\n", (b"\0" + new if body_size and new else new)
 
 
 def loads_header(data: bytes | None) -> Manifest:
