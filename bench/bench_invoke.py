@@ -84,6 +84,17 @@ def summary(values: list[float]) -> dict[str, float]:
     }
 
 
+def overhead(times: dict[str, list[float]]) -> dict[str, Any]:
+    """The runtime's and the in-process figures, and the runtime's overhead over them."""
+    runtime, inprocess = summary(times["runtime"]), summary(times["inprocess"])
+    return {
+        "runtime": runtime,
+        "inprocess": inprocess,
+        "overhead_p50_ms": round(runtime["p50_ms"] - inprocess["p50_ms"], 3),
+        "overhead_p99_ms": round(runtime["p99_ms"] - inprocess["p99_ms"], 3),
+    }
+
+
 class Packages:
     """Builds and serves packages for the runtime's ``load_package``."""
 
@@ -177,13 +188,7 @@ def measure_warm(
                 response = client.post(path, content=body)
                 times[which].append((time.perf_counter() - start) * 1000)
                 response.raise_for_status()
-    runtime, inprocess = summary(times["runtime"]), summary(times["inprocess"])
-    return {
-        "runtime": runtime,
-        "inprocess": inprocess,
-        "overhead_p50_ms": round(runtime["p50_ms"] - inprocess["p50_ms"], 3),
-        "overhead_p99_ms": round(runtime["p99_ms"] - inprocess["p99_ms"], 3),
-    }
+    return overhead(times)
 
 
 Files = Callable[[int], dict[str, str | bytes]]
@@ -234,13 +239,7 @@ def measure_direct(cache: Path, requests: int) -> dict[str, Any]:
             start = time.perf_counter()
             json.dumps(handler(json.loads(body), None)).encode()
             times["inprocess"].append((time.perf_counter() - start) * 1000)
-    runtime, inprocess = summary(times["runtime"]), summary(times["inprocess"])
-    return {
-        "runtime": runtime,
-        "inprocess": inprocess,
-        "overhead_p50_ms": round(runtime["p50_ms"] - inprocess["p50_ms"], 3),
-        "overhead_p99_ms": round(runtime["p99_ms"] - inprocess["p99_ms"], 3),
-    }
+    return overhead(times)
 
 
 def measure_rollback(cache: Path, rounds: int) -> dict[str, Any]:

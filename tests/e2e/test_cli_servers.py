@@ -23,6 +23,8 @@ import httpx
 import pytest
 
 from tests.e2e.local_stack_support import (
+    DEV_AZURITE,
+    DEV_LISTENING,
     GITOPS_SYNC,
     StackProcess,
     base_env,
@@ -30,9 +32,6 @@ from tests.e2e.local_stack_support import (
     port_open,
     wait_job,
 )
-
-LISTENING = r"listening on (http://127\.0\.0\.1:(\d+))"
-AZURITE = r"Azurite \(blob (\d+), queue (\d+), table (\d+)"
 
 
 @dataclass
@@ -53,7 +52,7 @@ def dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dev]:
     env.pop("WORKSPACE_ROOT", None)
     proc = StackProcess(["dev", "--port", "0"], env, cwd)
     try:
-        url = proc.wait_for(LISTENING).group(1)
+        url = proc.wait_for(DEV_LISTENING).group(1)
         state = json.loads((cwd / ".gitops-sync-dev" / "dev.json").read_text())
         yield Dev(proc, url, state["api_key"], cwd, env, cwd / ".gitops-sync-dev" / "demo-repo")
         assert 0 == proc.terminate()  # a clean stop takes its Azurite along
@@ -193,10 +192,10 @@ def test_dev_stops_with_azurite_when_its_parent_dies(tmp_path: Path) -> None:
     )
     try:
         deadline = time.monotonic() + 90
-        while not re.search(AZURITE, log.read_text() if log.exists() else ""):
+        while not re.search(DEV_AZURITE, log.read_text() if log.exists() else ""):
             assert time.monotonic() < deadline, log.read_text() if log.exists() else "no log"
             time.sleep(0.2)
-        ports = [int(p) for p in re.search(AZURITE, log.read_text()).groups()]  # type: ignore[union-attr]
+        ports = [int(p) for p in re.search(DEV_AZURITE, log.read_text()).groups()]  # type: ignore[union-attr]
         children = _children(shell.pid)
         assert len(children) == 1
         pid = children[0]  # dev itself

@@ -17,6 +17,8 @@ import httpx
 import pytest
 
 from tests.e2e.local_stack_support import (
+    DEV_AZURITE,
+    DEV_LISTENING,
     GITOPS_SYNC,
     StackProcess,
     base_env,
@@ -29,8 +31,6 @@ from tests.gitrepo import Repo, expected_files, workspace_files
 SECRET = "dev-test-secret-0123456789"
 KEY = "dev-test-api-key-0123456789"
 REPOSITORY = "acme/site"
-LISTENING = r"listening on (http://127\.0\.0\.1:(\d+))"
-AZURITE = r"Azurite \(blob (\d+), queue (\d+), table (\d+)"
 
 
 @dataclass
@@ -75,8 +75,8 @@ def dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dev]:
     port = free_port()
     proc = StackProcess(["dev", "--port", str(port), "--workspace", str(workspace)], env, tmp)
     try:
-        url = proc.wait_for(LISTENING).group(1)
-        ports = [int(p) for p in proc.wait_for(AZURITE).groups()]
+        url = proc.wait_for(DEV_LISTENING).group(1)
+        ports = [int(p) for p in proc.wait_for(DEV_AZURITE).groups()]
         yield Dev(proc, url, repo, workspace, env, tmp, ports)
     finally:
         proc.close()
@@ -225,7 +225,7 @@ def test_dev_with_no_settings_makes_a_demo_that_webhook_send_finds(tmp_path: Pat
     env.pop("WORKSPACE_ROOT", None)
     proc = StackProcess(["dev", "--port", str(free_port())], env, tmp_path)
     try:
-        url = proc.wait_for(LISTENING).group(1)
+        url = proc.wait_for(DEV_LISTENING).group(1)
         proc.wait_for(r"echo 'replicas: 3'")  # the banner's last line: the output is all in
         text = "\n".join(proc.stdout)
         assert "demo repository" in text
@@ -283,7 +283,7 @@ def test_dev_uses_the_given_storage_instead_of_starting_azurite(
     env = base_env(tmp_path, AzureWebJobsStorage=storage, SYNC_QUEUE=f"q{uuid.uuid4().hex[:8]}")
     proc = StackProcess(["dev", "--port", "0", "--workspace", str(tmp_path / "ws")], env, tmp_path)
     try:
-        url = proc.wait_for(LISTENING).group(1)
+        url = proc.wait_for(DEV_LISTENING).group(1)
         assert not any("Azurite (" in line for line in proc.stdout)
         assert any("storage    AzureWebJobsStorage" in line for line in proc.stdout)
         assert {"status": "ok"} == httpx.get(f"{url}/api/health").json()
@@ -308,7 +308,7 @@ def test_reconcile_timer_syncs_without_any_webhook(tmp_path: Path) -> None:
     workspace = tmp_path / "ws"
     proc = StackProcess(["dev", "--port", "0", "--workspace", str(workspace)], env, tmp_path)
     try:
-        proc.wait_for(LISTENING)
+        proc.wait_for(DEV_LISTENING)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline and not (workspace / "conf" / "a.yaml").exists():
             time.sleep(0.1)

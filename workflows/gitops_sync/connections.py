@@ -84,6 +84,40 @@ class Connection:
         }
 
 
+#: what a user sets on a connection (``connections add`` and ``PUT /api/connections/{id}``)
+EDITABLE = ("repository", "secret_setting", "branch", "repo_url", "token_setting", "workspace",
+            "share")  # fmt: skip
+
+
+def new_connection(
+    conn_id: str | None,
+    repository: str,
+    secret_setting: str,
+    *,
+    branch: str | None = None,
+    repo_url: str | None = None,
+    token_setting: str | None = None,
+    workspace: str | None = None,
+    share: str | None = None,
+) -> Connection:
+    """A connection as the user described it, with the defaults filled in (checked by
+    ``ConnectionStore.add``): id from the repository, branch ``main``, the GitHub URL,
+    and a folder named after the id unless a share is given."""
+    if workspace and share:
+        raise UsageError("give a workspace or a share, not both")
+    conn_id = conn_id or slug(repository)
+    return Connection(
+        id=conn_id,
+        repository=repository,
+        branch=branch or "main",
+        repo_url=repo_url or f"https://github.com/{repository}.git",
+        secret_setting=secret_setting,
+        token_setting=token_setting or None,
+        workspace=None if share else (workspace or conn_id),
+        share=share or None,
+    )
+
+
 def validate(conn: Connection) -> None:
     """Raise ``UsageError`` naming the first field that breaks its rule."""
     if not _ID.match(conn.id):

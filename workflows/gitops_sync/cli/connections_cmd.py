@@ -15,7 +15,7 @@ from urllib.parse import quote
 
 import click
 
-from ..connections import Connection, ConnectionStore, slug
+from ..connections import EDITABLE, ConnectionStore, new_connection
 from ..core.errors import UsageError
 from ..settings import Settings
 from ._client import fail_for, server_options, server_or_storage
@@ -74,22 +74,21 @@ def add(
     """Connect REPOSITORY (owner/name as GitHub sends it), or update its connection."""
     if workspace and share:
         raise UsageError("give --workspace or --share, not both")
-    conn = Connection(
-        id=conn_id or slug(repository),
-        repository=repository,
+    conn = new_connection(
+        conn_id,
+        repository,
+        secret_setting,
         branch=branch,
-        repo_url=repo_url or f"https://github.com/{repository}.git",
-        secret_setting=secret_setting,
+        repo_url=repo_url,
         token_setting=token_setting,
-        workspace=None if share else (workspace or conn_id or slug(repository)),
+        workspace=workspace,
         share=share,
     )
     server = server_or_storage(url, key)
     if server is None:
         _store().add(conn)
     else:
-        body = {f: getattr(conn, f) for f in ("repository", "secret_setting", "branch",
-                "repo_url", "token_setting", "workspace", "share")}  # fmt: skip
+        body = {f: getattr(conn, f) for f in EDITABLE}
         _refused(server.request("PUT", f"/api/connections/{quote(conn.id, safe='')}", json=body))
     click.echo(f"connected {repository} as {conn.id} (branch {branch})")
 

@@ -14,7 +14,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from ..connections import Connection, slug
+from ..connections import EDITABLE, Connection, new_connection
 from ..core.errors import NotFound, UsageError
 from .routing import ApiRoute
 
@@ -22,9 +22,6 @@ if TYPE_CHECKING:
     from ..context import AppContext
 
 MAX_BODY = 16 * 1024
-#: the fields a PUT body may carry (all strings); "repository" and "secret_setting" are required
-FIELDS = ("repository", "secret_setting", "branch", "repo_url", "token_setting", "workspace",
-          "share")  # fmt: skip
 
 
 async def list_connections(request: Request, ctx: AppContext) -> Response:
@@ -37,26 +34,16 @@ def connection_from(conn_id: str, doc: Any) -> Connection:
     if not isinstance(doc, dict):
         raise UsageError("the body must be a JSON object, e.g. "
                          '{"repository": "owner/name", "secret_setting": "NAME"}')  # fmt: skip
-    problems = [f"unknown field {k!r}" for k in doc if k not in FIELDS]
-    wrong = [k for k in FIELDS if doc.get(k) is not None and not isinstance(doc[k], str)]
+    problems = [f"unknown field {k!r}" for k in doc if k not in EDITABLE]
+    wrong = [k for k in EDITABLE if doc.get(k) is not None and not isinstance(doc[k], str)]
     problems += [f"{k} must be a string" for k in wrong]
     problems += [f"{k} is required" for k in ("repository", "secret_setting") if not doc.get(k)]
     if doc.get("workspace") and doc.get("share"):
         problems.append("give workspace or share, not both")
     if problems:
         raise UsageError("; ".join(problems))
-    repository = str(doc["repository"])
-    share = doc.get("share") or None
-    return Connection(
-        id=conn_id or slug(repository),
-        repository=repository,
-        branch=doc.get("branch") or "main",
-        repo_url=doc.get("repo_url") or f"https://github.com/{repository}.git",
-        secret_setting=str(doc["secret_setting"]),
-        token_setting=doc.get("token_setting") or None,
-        workspace=None if share else (doc.get("workspace") or conn_id),
-        share=share,
-    )
+    fields: dict[str, Any] = {k: doc.get(k) for k in EDITABLE}
+    return new_connection(conn_id, **fields)
 
 
 async def put_connection(request: Request, ctx: AppContext) -> Response:
