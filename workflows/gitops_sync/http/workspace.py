@@ -15,6 +15,7 @@ import threading
 from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING, Any
 
+import anyio
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
@@ -126,6 +127,15 @@ class AbortableStreamingResponse(StreamingResponse):
         except GitopsSyncError as exc:  # e.g. Azure Files unreachable midway
             log.warning("workspace download aborted: %s", exc)
             return
+        finally:
+            # A client that hangs up cancels this task while it may be in ``send``,
+            # with the body iterator suspended at a ``yield``: close it now (its
+            # producer thread stops and closes its files) rather than whenever the
+            # garbage collector gets to it. Shielded: the scope is being cancelled.
+            aclose = getattr(self.body_iterator, "aclose", None)
+            if aclose is not None:
+                with anyio.CancelScope(shield=True), contextlib.suppress(Exception):
+                    await aclose()
 
 
 #: types Python's table lacks before 3.13 (or a machine's mime.types gets wrong)
