@@ -266,7 +266,12 @@ def test_a_client_that_hangs_up_stops_the_producer(tmp_path: Path) -> None:
             sock.sendall(
                 f"GET /api/workspace/archive HTTP/1.1\r\nHost: {host}\r\n{headers}\r\n".encode()
             )
-            assert sock.recv(4096).startswith(b"HTTP/1.1 200")
+            got = sock.recv(4096)
+            assert got.startswith(b"HTTP/1.1 200")
+            # Headers go out before the body is produced: read until the producer
+            # has sent some of the body, so it is known to be running.
+            while len(got) < 1 << 20:
+                got += sock.recv(1 << 16)
             ours = _stream_threads() - before
             assert len(ours) == 1
         # The connection is closed; the server notices on its next write.
