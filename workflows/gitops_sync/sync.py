@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .adapters.git_source import GitSource
@@ -25,6 +24,7 @@ from .core.plan import (
     plan_sync,
 )
 from .core.select import SYNCIGNORE, SyncIgnore, select_desired
+from .core.value import Value
 from .ports import WorkspaceStore
 
 if TYPE_CHECKING:
@@ -43,16 +43,37 @@ class Progress(Protocol):
     def finish(self) -> None: ...
 
 
-@dataclass(slots=True)
-class SyncResult:
-    commit: str
-    plan: Plan
-    functions: FunctionReport
-    dry_run: bool = False
-    bytes_written: int = 0
-    duration_s: float = 0.0
-    previous_commit: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+class SyncResult(Value):
+    __slots__ = (
+        "bytes_written",
+        "commit",
+        "dry_run",
+        "duration_s",
+        "extra",
+        "functions",
+        "plan",
+        "previous_commit",
+    )  # fmt: skip
+
+    def __init__(
+        self,
+        commit: str,
+        plan: Plan,
+        functions: FunctionReport,
+        dry_run: bool = False,
+        bytes_written: int = 0,
+        duration_s: float = 0.0,
+        previous_commit: str | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
+        self.commit = commit
+        self.plan = plan
+        self.functions = functions
+        self.dry_run = dry_run
+        self.bytes_written = bytes_written
+        self.duration_s = duration_s
+        self.previous_commit = previous_commit
+        self.extra: dict[str, Any] = {} if extra is None else extra
 
     @property
     def counts(self) -> dict[str, int]:
