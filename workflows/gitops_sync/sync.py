@@ -225,6 +225,7 @@ def _write_all(
         few_local = len(writes) < 8 and getattr(store, "local_root", None) is not None
         if store.max_concurrency <= 1 or few_local:
             for (_oid, size, chunks), f in zip(blobs, by_blob, strict=True):
+                f.size = size  # known here where the listing gave none (``sync_index``)
                 stamps[f.path] = store.write_file(f.path, f.mode, chunks)
                 if progress:
                     progress.advance(1, size)
@@ -254,6 +255,7 @@ def _write_parallel(
 
     with ThreadPoolExecutor(max_workers=limit, thread_name_prefix="gitops-sync-write") as pool:
         for (_oid, size, chunks), f in items:
+            f.size = size
             if size > INLINE_LIMIT:
                 stamps[f.path] = store.write_file(f.path, f.mode, chunks)
                 if progress:
