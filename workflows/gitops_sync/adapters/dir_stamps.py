@@ -52,7 +52,9 @@ class DirStamps:
         self.root = root
         self.file = os.path.join(meta, STAMPS)
         self._tmp = os.path.join(meta, "tmp")
-        self._recorded: bytes | None = None
+        self._recorded: bytes | None = None  # the file as read
+        self._checksum: str | None = None  # and what it says, when valid
+        self._stamps: dict[str, str] = {}
 
     def _read(self, index_checksum: str | None) -> dict[str, str] | None:
         try:
@@ -64,13 +66,15 @@ class DirStamps:
         head, _, body = data.partition(b"\n")
         if not index_checksum or head.decode("ascii", "replace") != index_checksum:
             return None
+        self._checksum = index_checksum
         try:
             fields = body.decode("utf-8", "surrogateescape").split("\0")
         except UnicodeDecodeError:  # pragma: no cover (surrogateescape decodes anything)
             return None
         if len(fields) % 2 != 1 or fields[-1]:  # pairs, each field NUL-terminated
             return None
-        return dict(zip(fields[0:-1:2], fields[1:-1:2], strict=True))
+        self._stamps = dict(zip(fields[0:-1:2], fields[1:-1:2], strict=True))
+        return self._stamps
 
     def _now(self) -> int | None:
         """The file system's current time (a new file's ctime), or None."""
@@ -96,9 +100,11 @@ class DirStamps:
         seen: dict[str, str] = {}
         changed: list[str] = []
         root = self.root
+        prefix = root.rstrip("/") + "/"
+        lstat = os.lstat
         for path, old in recorded.items():
             try:
-                st = os.lstat(os.path.join(root, path) if path else root)
+                st = lstat(prefix + path if path else root)
             except OSError:
                 changed.append(path)
                 continue
@@ -135,6 +141,8 @@ class DirStamps:
         for d in new_dirs:
             stamps.setdefault(d, "")
         stamps.update(dict.fromkeys(unknown, ""))
+        if index_checksum == self._checksum and stamps == self._stamps:
+            return  # what the file says already (a no-op): not even formatted
         body = "".join(f"{p}\0{s}\0" for p, s in sorted(stamps.items()))
         data = f"{index_checksum}\n{body}".encode("utf-8", "surrogateescape")
         if data == self._recorded:
@@ -144,9 +152,9 @@ class DirStamps:
         with open(tmp, "wb") as f:
             f.write(data)
         os.replace(tmp, self.file)
-        self._recorded = data
+        self._recorded, self._checksum, self._stamps = data, index_checksum, stamps
 
     def remove(self) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.file)
-        self._recorded = None
+        self._recorded, self._checksum, self._stamps = None, None, {}
