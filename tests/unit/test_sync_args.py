@@ -91,7 +91,8 @@ def test_a_sync_imports_no_click_and_no_settings(tmp_path):
 
 def test_a_sync_through_the_index_imports_no_dataclasses(tmp_path):
     """The sync's value types are plain classes: neither the full sync nor the incremental
-    one after it loads ``dataclasses`` (nor ``inspect``, which it brings)."""
+    one after it loads ``dataclasses`` (nor ``inspect``, which it brings), nor ``typing``
+    (annotations only: ``TYPE_CHECKING = False``)."""
     from tests.gitrepo import Repo
 
     repo = Repo(tmp_path / "repo")
@@ -107,7 +108,7 @@ def test_a_sync_through_the_index_imports_no_dataclasses(tmp_path):
         assert 0 == proc.returncode, proc.stderr
         imported = {ln.rsplit("|", 1)[1].strip() for ln in proc.stderr.splitlines() if "|" in ln}
         assert "gitops_sync.sync_index" in imported  # the measure works
-        assert set() == imported & {"dataclasses", "inspect"}
+        assert set() == imported & {"dataclasses", "inspect", "typing"}
 
 
 def test_the_store_writes_executables_with_gits_mode_constant():

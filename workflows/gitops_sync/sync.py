@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator, Mapping
-from typing import TYPE_CHECKING, Any, Protocol
 
 from .adapters.git_source import GitSource
 from .core.manifest import Manifest, dumps_rows, loads
@@ -25,9 +24,19 @@ from .core.plan import (
 )
 from .core.select import SYNCIGNORE, SyncIgnore, select_desired
 from .core.value import Value
-from .ports import WorkspaceStore
+
+TYPE_CHECKING = False  # typing's, without loading typing (the sync's start-up); mypy reads it True
 
 if TYPE_CHECKING:
+    from typing import Any, Protocol
+
+    from .ports import WorkspaceStore
+
+    class Progress(Protocol):
+        def start(self, files: int, total_bytes: int) -> None: ...
+        def advance(self, files: int, nbytes: int) -> None: ...
+        def finish(self) -> None: ...
+
     from concurrent.futures import Future
 
     from .adapters.git_index import WorktreeScan
@@ -35,12 +44,6 @@ if TYPE_CHECKING:
 
 MANIFEST = "manifest.json"
 INLINE_LIMIT = 4 << 20  # blobs up to this size are read whole and may be written in parallel
-
-
-class Progress(Protocol):
-    def start(self, files: int, total_bytes: int) -> None: ...
-    def advance(self, files: int, nbytes: int) -> None: ...
-    def finish(self) -> None: ...
 
 
 class SyncResult(Value):

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, cast
 
 from .adapters.git_index import (
     CHECKOUT_BATCH,
@@ -34,12 +33,15 @@ from .core.manifest import Manifest, appended_pieces, dumps_rows, loads_header
 from .core.model import MODE_EXEC, MODE_FILE, Content, Skipped, SourceFile, TreeRecord
 from .core.plan import Plan, directories_of, plan_sync
 from .core.select import SYNCIGNORE, SyncIgnore, select_desired
-from .sync import MANIFEST, Progress, SyncResult, _apply, next_header, verify_contents
+from .sync import MANIFEST, SyncResult, _apply, next_header, verify_contents
+
+TYPE_CHECKING = False  # typing's, without loading typing (the sync's start-up); mypy reads it True
 
 if TYPE_CHECKING:
     from .adapters.git_source import GitSource
     from .core.function_report import RecordedFunction
     from .ports import LocalDirectory, WorkspaceStore
+    from .sync import Progress
 
 
 def _note(message: str, *args: object) -> None:
@@ -52,7 +54,7 @@ def local_directory(store: WorkspaceStore) -> LocalDirectory | None:
     """The store as a case-sensitive local folder, or None (the manifest path is used)."""
     if getattr(store, "local_root", None) is None or store.case_insensitive:
         return None
-    return cast("LocalDirectory", store)
+    return store  # type: ignore[return-value]  # a LocalDirectory (its local_root says so)
 
 
 def workspace_index(source: GitSource, store: LocalDirectory) -> WorkspaceIndex:

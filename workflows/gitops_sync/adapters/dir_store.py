@@ -14,10 +14,11 @@ import os
 import stat
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from ..core.errors import WorkspaceNotWritable
-from ..ports import META_DIR
+from ..core.model import RESERVED_DIR as META_DIR
+
+TYPE_CHECKING = False  # typing's, without loading typing (the sync's start-up); mypy reads it True
 
 if TYPE_CHECKING:
     from ..core.model import Content, Listing

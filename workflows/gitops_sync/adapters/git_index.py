@@ -19,7 +19,7 @@ import subprocess
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from ..ports import META_DIR
+from ..core.model import RESERVED_DIR as META_DIR
 from .dir_stamps import DirStamps
 
 ZERO_OID = "0" * 40

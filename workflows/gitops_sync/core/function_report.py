@@ -7,11 +7,14 @@ files) so that a sync of a tree without functions loads none of that.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
 
 from .value import FrozenValue, Value
 
+TYPE_CHECKING = False  # typing's, without loading typing (the sync's start-up); mypy reads it True
+
 if TYPE_CHECKING:
+    from typing import Any
+
     from .function_toml import FunctionSpec
     from .functions import Member
     from .model import SourceFile

@@ -6,9 +6,9 @@ leading slash. Modes are git's: 0o100644 (regular) and 0o100755 (executable).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from .value import FrozenValue, Value
+
+TYPE_CHECKING = False  # typing's, without loading typing (the sync's start-up); mypy reads it True
 
 if TYPE_CHECKING:
     from typing import Literal
