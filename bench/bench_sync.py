@@ -13,7 +13,9 @@ Writes a small result file (``bench/out/sync/results.json``). Run:
 
 ``--big`` also syncs 10x the files (200,000) once and times its incremental and
 no-op syncs, to show how they grow (``--big-only``: just that part, added to an
-existing result file). rsync is installed with apt-get if missing.
+existing result file). ``--rows noop,checkout`` times only those rows (a quick
+iteration: nothing is written to the result file). rsync is installed with
+apt-get if missing.
 """
 
 from __future__ import annotations
@@ -173,7 +175,9 @@ def summary(key: str, a: list[Sample], b: list[Sample]) -> dict[str, object]:
     return out
 
 
-def bench(out: Path, files: int, dirs: int, repeat: int) -> dict[str, object]:
+def bench(
+    out: Path, files: int, dirs: int, repeat: int, rows: frozenset[str] = frozenset(GOALS)
+) -> dict[str, object]:
     print(f"building {files} files in {dirs} directories ...", flush=True)
     a, b, changed = make_repo(out, files, dirs)
     repo = out / "repo.git"
@@ -200,15 +204,16 @@ def bench(out: Path, files: int, dirs: int, repeat: int) -> dict[str, object]:
             shutil.rmtree(d, ignore_errors=True)
         full_tar.mkdir()
 
-    full = rounds(
-        lambda: run([*sync, "--ref", a, "--workspace", str(full_ws)], ours=True),
-        lambda: run([f"git -C {repo} archive {a} | tar -x -C {full_tar}"], shell=True),
-        reset_full,
-        repeat,
-    )
-    results["full"] = summary("full", *full)
-    reset_full()
-    print(f"  full: {results['full']}", flush=True)
+    if "full" in rows:
+        full = rounds(
+            lambda: run([*sync, "--ref", a, "--workspace", str(full_ws)], ours=True),
+            lambda: run([f"git -C {repo} archive {a} | tar -x -C {full_tar}"], shell=True),
+            reset_full,
+            repeat,
+        )
+        results["full"] = summary("full", *full)
+        reset_full()
+        print(f"  full: {results['full']}", flush=True)
 
     # 2. incremental A -> B against rsync (both flavours) and git checkout
     ws = out / "inc-ws"
@@ -232,6 +237,8 @@ def bench(out: Path, files: int, dirs: int, repeat: int) -> dict[str, object]:
         "checkout": ["git", "-C", str(wt), "checkout", "-q", "--detach", b],
     }
     for key, ref_cmd in refs.items():
+        if key not in rows:
+            continue
         pair = rounds(
             lambda: run(sync_b, ours=True),
             lambda c=ref_cmd: run(c),  # type: ignore[misc]
@@ -242,16 +249,17 @@ def bench(out: Path, files: int, dirs: int, repeat: int) -> dict[str, object]:
         print(f"  {key}: {results[key]}", flush=True)
 
     # 3. no-op: the same commit again vs git status on a checkout of the same tree
-    sh(*sync_b)
-    sh("git", "-C", str(wt), "checkout", "-q", "--detach", b)
-    noop = rounds(
-        lambda: run(sync_b, ours=True),
-        lambda: run(["git", "-C", str(wt), "status", "--porcelain"]),
-        lambda: None,
-        repeat,
-    )
-    results["noop"] = summary("noop", *noop)
-    print(f"  noop: {results['noop']}", flush=True)
+    if "noop" in rows:
+        sh(*sync_b)
+        sh("git", "-C", str(wt), "checkout", "-q", "--detach", b)
+        noop = rounds(
+            lambda: run(sync_b, ours=True),
+            lambda: run(["git", "-C", str(wt), "status", "--porcelain"]),
+            lambda: None,
+            repeat,
+        )
+        results["noop"] = summary("noop", *noop)
+        print(f"  noop: {results['noop']}", flush=True)
 
     sh(*sync_a)
     report = json.loads(sh(*sync_b, "--json").stdout)
@@ -306,8 +314,16 @@ def main() -> None:
         action="store_true",
         help="only the 10x run, merged into an existing results file",
     )
+    ap.add_argument(
+        "--rows",
+        default=",".join(GOALS),
+        help=f"comma-separated rows to time (of {','.join(GOALS)}); a subset is only printed",
+    )
     ap.add_argument("--out", type=Path, default=HERE / "out" / "sync")
     args = ap.parse_args()
+    rows = frozenset(r for r in args.rows.split(",") if r)
+    if not rows or rows - GOALS.keys():
+        ap.error(f"--rows: choose among {','.join(GOALS)}")
     ensure_tools()
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
@@ -321,10 +337,12 @@ def main() -> None:
         results.write_text(json.dumps(doc, indent=2) + "\n")
         print(f"10x files: {json.dumps(doc['big'])}")
         return
-    doc = bench(out, args.files, args.dirs, args.repeat)
-    if args.big:
+    doc = bench(out, args.files, args.dirs, args.repeat, rows)
+    partial = rows != GOALS.keys()
+    if args.big and not partial:
         doc["big"] = bench_big(out / "big", args.files * 10, args.dirs * 10, args.repeat)
-    results.write_text(json.dumps(doc, indent=2) + "\n")
+    if not partial:
+        results.write_text(json.dumps(doc, indent=2) + "\n")
 
     print(f"\n{args.files} files x ~10 KB, {args.dirs} dirs; median of {args.repeat} rounds\n")
     print(f"{'comparison':62} {'ours':>8} {'ref':>8} {'ratio':>7}  goal")
@@ -333,16 +351,21 @@ def main() -> None:
             f"{r['label']:62} {r['ours_s']:8.3f} {r['ref_s']:8.3f} {r['ratio']:6.2f}x"
             f"  <= {r['goal']}x {'met' if r['met'] else 'NOT met'}"
         )
-    full = doc["results"]["full"]  # type: ignore[index]
-    print(f"full sync CPU: {full['ours_cpu_s']}s vs {full['ref_cpu_s']}s = {full['cpu_ratio']}x"
-          f" (goal <= {FULL_CPU_GOAL}x)")  # fmt: skip
+    if "full" in rows:
+        full = doc["results"]["full"]  # type: ignore[index]
+        print(f"full sync CPU: {full['ours_cpu_s']}s vs {full['ref_cpu_s']}s = {full['cpu_ratio']}x"
+              f" (goal <= {FULL_CPU_GOAL}x)")  # fmt: skip
     print(
         f"bytes written A->B: {doc['bytes_written']} (changed files: {doc['changed_bytes']})"
         f" -> {'exact' if doc['bytes_exact'] else 'MISMATCH'}; no-op: {doc['noop_bytes_written']}"
     )
     if "big" in doc:
         print(f"10x files: {json.dumps(doc['big'])}")
-    print(f"results: {out / 'results.json'}")
+    for r in doc["results"].values():  # type: ignore[attr-defined]
+        walls = f"ours {r['ours_wall_all']} ref {r['ref_wall_all']}"
+        print(f"  {r['label'][:40]}: python cpu {r['python_cpu_s']}s; {walls}")
+    if not partial:
+        print(f"results: {out / 'results.json'}")
 
 
 if __name__ == "__main__":

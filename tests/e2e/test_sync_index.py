@@ -311,3 +311,32 @@ def test_a_name_git_refuses_to_check_out_falls_back_to_the_manifest_path(tmp_pat
         p: d for p, (d, _x) in workspace_files(ws).items()
     }
     assert 0 == sync_workspace(source, commit, DirectoryStore(ws)).bytes_written
+
+
+def test_sizes_come_from_the_written_blobs_and_the_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An incremental sync asks git for no size: written blobs and files already holding
+    the blob give them, and the manifest rows and bytes written are exact."""
+    repo = Repo(tmp_path / "repo")
+    many_files(repo, 12)
+    ws = tmp_path / "ws"
+    sync(repo, DirectoryStore(ws))
+    repo.write("d1/f001.txt", "a longer line than before\n")  # rewritten
+    repo.write("d2/new.txt", "already there\n")  # added, and the workspace holds it already
+    (ws / "d2/new.txt").write_text("already there\n")
+    repo.write("bin/run.sh", "#!/bin/sh\n", executable=False)  # a mode change only
+    b = repo.commit("B")
+
+    def no_sizes(self: GitSource, oids: Iterable[str]) -> dict[str, int]:
+        raise AssertionError("blob_sizes called")
+
+    monkeypatch.setattr(GitSource, "blob_sizes", no_sizes)
+    result = sync(repo, DirectoryStore(ws))
+    assert len("a longer line than before\n") == result.bytes_written
+    assert {"added": 0, "updated": 2, "deleted": 0} == {  # d2/new.txt: unchanged
+        k: v for k, v in result.counts.items() if k != "unchanged"
+    }
+    assert_exact(repo, b, ws)
+    rows = loads((ws / ".gitops-sync/manifest.json").read_bytes()).files
+    assert {p: (ws / p).stat().st_size for p in rows} == {p: r.size for p, r in rows.items()}

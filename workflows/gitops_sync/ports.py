@@ -12,11 +12,13 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
+from .core.model import RESERVED_DIR
+
 if TYPE_CHECKING:  # the sync's start-up loads no model types before git starts
     from .core.model import Content, Listing
 
 #: stores keep their own bookkeeping (manifest, temporaries) under this directory
-META_DIR = ".gitops-sync"
+META_DIR = RESERVED_DIR
 
 
 class WorkspaceStore(Protocol):

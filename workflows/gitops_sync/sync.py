@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
 
 from .adapters.git_source import GitSource
 from .core.manifest import Manifest, dumps_rows, loads
@@ -25,9 +23,20 @@ from .core.plan import (
     plan_sync,
 )
 from .core.select import SYNCIGNORE, SyncIgnore, select_desired
-from .ports import WorkspaceStore
+from .core.value import Value
+
+TYPE_CHECKING = False  # typing's, without loading typing (the sync's start-up); mypy reads it True
 
 if TYPE_CHECKING:
+    from typing import Any, Protocol
+
+    from .ports import WorkspaceStore
+
+    class Progress(Protocol):
+        def start(self, files: int, total_bytes: int) -> None: ...
+        def advance(self, files: int, nbytes: int) -> None: ...
+        def finish(self) -> None: ...
+
     from concurrent.futures import Future
 
     from .adapters.git_index import WorktreeScan
@@ -37,22 +46,37 @@ MANIFEST = "manifest.json"
 INLINE_LIMIT = 4 << 20  # blobs up to this size are read whole and may be written in parallel
 
 
-class Progress(Protocol):
-    def start(self, files: int, total_bytes: int) -> None: ...
-    def advance(self, files: int, nbytes: int) -> None: ...
-    def finish(self) -> None: ...
+class SyncResult(Value):
+    __slots__ = (
+        "bytes_written",
+        "commit",
+        "dry_run",
+        "duration_s",
+        "extra",
+        "functions",
+        "plan",
+        "previous_commit",
+    )  # fmt: skip
 
-
-@dataclass(slots=True)
-class SyncResult:
-    commit: str
-    plan: Plan
-    functions: FunctionReport
-    dry_run: bool = False
-    bytes_written: int = 0
-    duration_s: float = 0.0
-    previous_commit: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+    def __init__(
+        self,
+        commit: str,
+        plan: Plan,
+        functions: FunctionReport,
+        dry_run: bool = False,
+        bytes_written: int = 0,
+        duration_s: float = 0.0,
+        previous_commit: str | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
+        self.commit = commit
+        self.plan = plan
+        self.functions = functions
+        self.dry_run = dry_run
+        self.bytes_written = bytes_written
+        self.duration_s = duration_s
+        self.previous_commit = previous_commit
+        self.extra: dict[str, Any] = {} if extra is None else extra
 
     @property
     def counts(self) -> dict[str, int]:
@@ -204,6 +228,7 @@ def _write_all(
         few_local = len(writes) < 8 and getattr(store, "local_root", None) is not None
         if store.max_concurrency <= 1 or few_local:
             for (_oid, size, chunks), f in zip(blobs, by_blob, strict=True):
+                f.size = size  # known here where the listing gave none (``sync_index``)
                 stamps[f.path] = store.write_file(f.path, f.mode, chunks)
                 if progress:
                     progress.advance(1, size)
@@ -233,6 +258,7 @@ def _write_parallel(
 
     with ThreadPoolExecutor(max_workers=limit, thread_name_prefix="gitops-sync-write") as pool:
         for (_oid, size, chunks), f in items:
+            f.size = size
             if size > INLINE_LIMIT:
                 stamps[f.path] = store.write_file(f.path, f.mode, chunks)
                 if progress:

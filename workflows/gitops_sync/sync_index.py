@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, cast
 
 from .adapters.git_index import (
     CHECKOUT_BATCH,
@@ -34,12 +33,15 @@ from .core.manifest import Manifest, appended_pieces, dumps_rows, loads_header
 from .core.model import MODE_EXEC, MODE_FILE, Content, Skipped, SourceFile, TreeRecord
 from .core.plan import Plan, directories_of, plan_sync
 from .core.select import SYNCIGNORE, SyncIgnore, select_desired
-from .sync import MANIFEST, Progress, SyncResult, _apply, next_header, verify_contents
+from .sync import MANIFEST, SyncResult, _apply, next_header, verify_contents
+
+TYPE_CHECKING = False  # typing's, without loading typing (the sync's start-up); mypy reads it True
 
 if TYPE_CHECKING:
     from .adapters.git_source import GitSource
     from .core.function_report import RecordedFunction
     from .ports import LocalDirectory, WorkspaceStore
+    from .sync import Progress
 
 
 def _note(message: str, *args: object) -> None:
@@ -52,7 +54,7 @@ def local_directory(store: WorkspaceStore) -> LocalDirectory | None:
     """The store as a case-sensitive local folder, or None (the manifest path is used)."""
     if getattr(store, "local_root", None) is None or store.case_insensitive:
         return None
-    return cast("LocalDirectory", store)
+    return store  # type: ignore[return-value]  # a LocalDirectory (its local_root says so)
 
 
 def workspace_index(source: GitSource, store: LocalDirectory) -> WorkspaceIndex:
@@ -105,6 +107,7 @@ def rebuild_index(source: GitSource, store: WorkspaceStore, desired: dict[str, S
         idx.reset((p, f.mode, f.blob_id) for p, f in desired.items())
         idx.refresh_all()
         idx.cache_trees()
+        idx.record_dir_stamps(None, {"", *directories_of(desired)})  # all unknown yet
     except IndexUnusable as exc:
         _note("no git index for %s (%s)", store.describe(), exc)
         idx.remove()
@@ -191,6 +194,7 @@ def _full_sync(
         progress.finish()
     result.bytes_written = plan.bytes_to_write
     _write_manifest(store, idx, next_header(manifest, functions, commit, ref), desired)
+    idx.record_dir_stamps(None, {"", *directories_of(desired)})  # all unknown yet
     return result
 
 
@@ -212,6 +216,8 @@ def _incremental(
     rows_match_index = manifest.index is not None and manifest.index == idx.checksum()
     # the selection and functions/ are listed while git compares (another core)
     finish_few = source.start_list_tree(commit, SYNCIGNORE, FUNCTIONS_DIR)
+    if scan is None or (scan.index_file, scan.commit) != (idx.index_file, commit):
+        scan = idx.start_scan(commit, stamps=not dry_run)
     changes, drift, untracked, bad_names = idx.observe(commit, scan)
     few, _ = finish_few()
     if os.path.lexists(store.local_root / ".git"):
@@ -245,8 +251,10 @@ def _incremental(
     for path, d in dirty.items():
         if path not in changed:  # unchanged in the tree, so still wanted as indexed
             want[path] = SourceFile(path, d.old_mode, d.old_oid, -1)
+    # A size git did not give is learnt as the blob is written (``sync._write_all``), or
+    # from the file when it already holds the blob; asked of git only to be shown first.
     missing = [f.blob_id for f in want.values() if f.size < 0]
-    if missing:
+    if missing and (dry_run or progress is not None):
         sizes = source.blob_sizes(missing)
         for f in want.values():
             if f.size < 0:
@@ -267,10 +275,13 @@ def _incremental(
         if p not in verified
         and (o := files.get(p)) is not None
         and o.kind == "file"
-        and o.size == f.size
+        and (o.size == f.size or f.size < 0)
     ]
     verified.update(verify_contents(store, to_hash, want))
     plan = plan_sync(want, listing, {}, verified, skipped)
+    for f in (*plan.unchanged, *plan.chmod):  # the file holds the blob: its size is the blob's
+        if f.size < 0:
+            f.size = files[f.path].size
     _add_emptied_dirs(plan, want)
     removed = sorted(indexed - want.keys())
     plan.untouched = indexed_before - len(removed) + len(want.keys() - indexed) - len(want)
@@ -295,8 +306,8 @@ def _incremental(
         manifest.commit, manifest.ref, manifest.functions,
     )  # fmt: skip
     if head and rows_match_index and not rows and same:
-        return result  # nothing changed, not even the bookkeeping: nothing is written
-    if head and rows_match_index and appended <= max(1000, indexed_before // 4):
+        pass  # nothing changed, not even the bookkeeping: nothing is written
+    elif head and rows_match_index and appended <= max(1000, indexed_before // 4):
         header.index, header.appended = idx.checksum(), appended
         first, tail = appended_pieces(header, rows, head[1])
         store.splice_meta(MANIFEST, first, len(head[0]) + 1, tail)
@@ -305,7 +316,28 @@ def _incremental(
             records, _ = source.start_list_tree(commit)()
         desired, _ = select_desired(records, ignore, store.name_problem)
         _write_manifest(store, idx, header, desired)
+    _record_dir_stamps(commit, idx, scan, want, untracked, bad_names)
     return result
+
+
+def _record_dir_stamps(
+    commit: str,
+    idx: WorkspaceIndex,
+    scan: WorktreeScan,
+    want: dict[str, SourceFile],
+    untracked: list[str],
+    bad_names: list[str],
+) -> None:
+    """The directory stamps for the next sync; last, after the index's last change."""
+    if idx.dir_stamps is None:
+        return
+    if bad_names:  # a name that is not UTF-8 is only reported again by a whole look
+        idx.dir_stamps.remove()
+        return
+    new_dirs = directories_of(want)
+    if not scan.dir_stamps:  # none yet: every directory
+        new_dirs.update(idx.tree_dirs(commit), [""])
+    idx.record_dir_stamps(scan, new_dirs, untracked)
 
 
 def _write_manifest(

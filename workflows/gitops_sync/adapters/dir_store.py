@@ -14,10 +14,11 @@ import os
 import stat
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from ..core.errors import WorkspaceNotWritable
-from ..ports import META_DIR
+from ..core.model import RESERVED_DIR as META_DIR
+
+TYPE_CHECKING = False  # typing's, without loading typing (the sync's start-up); mypy reads it True
 
 if TYPE_CHECKING:
     from ..core.model import Content, Listing
@@ -92,7 +93,9 @@ class DirectoryStore:
     def _probe_case(self) -> bool:
         # Probe in the nearest existing directory without creating any (dry runs
         # change nothing): a short-lived temporary file, then look it up upper-cased.
-        where = self.root
+        # The sync's own temporary folder first: a probe in the workspace's top folder
+        # would move its stamp (``adapters.dir_stamps``) on every sync.
+        where = self._tmp if self._tmp.is_dir() else self.root
         while not where.is_dir() and where != where.parent:
             where = where.parent
         probe = os.path.join(where, f".gitops-sync-probe-{os.urandom(8).hex()}")

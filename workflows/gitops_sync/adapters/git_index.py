@@ -19,7 +19,8 @@ import subprocess
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from ..ports import META_DIR
+from ..core.model import RESERVED_DIR as META_DIR
+from .dir_stamps import DirStamps
 
 ZERO_OID = "0" * 40
 _ATTRIBUTES = b"* -text -filter -ident -working-tree-encoding -eol\n"
@@ -78,14 +79,24 @@ def _parse_raw(out: bytes) -> tuple[list[IndexChange], list[str]]:
 
 
 class WorktreeScan:
-    """``diff-index``, ``diff-files`` and ``ls-files -o`` under way (``start_scan``)."""
+    """``diff-index``, ``diff-files`` and ``ls-files -o`` under way (``start_scan``).
 
-    __slots__ = ("commit", "finishers", "index_file")
+    ``dir_stamps``: the directory stamps taken before ``ls-files -o`` started
+    (``adapters.dir_stamps``), None where they are not used."""
 
-    def __init__(self, index_file: Path, commit: str, *finishers: Callable[[], bytes]) -> None:
+    __slots__ = ("commit", "dir_stamps", "finishers", "index_file")
+
+    def __init__(
+        self,
+        index_file: Path,
+        commit: str,
+        *finishers: Callable[[], bytes],
+        dir_stamps: dict[str, str] | None = None,
+    ) -> None:
         self.index_file = index_file
         self.commit = commit
         self.finishers = finishers
+        self.dir_stamps = dir_stamps
 
     def close(self) -> None:
         """Wait for the processes (their answers may be unused: a fallback, an error)."""
@@ -121,6 +132,8 @@ class WorkspaceIndex:
             "gc.auto": "0",
         }
         self._env = self._make_env()
+        # where stamps cannot be trusted (an SMB mount), every directory is read every time
+        self.dir_stamps = DirStamps(str(root), str(self.meta)) if trust_mode else None
 
     def _make_env(self) -> dict[str, str]:
         env = {
@@ -183,6 +196,8 @@ class WorkspaceIndex:
 
     def remove(self) -> None:
         self.index_file.unlink(missing_ok=True)
+        if self.dir_stamps is not None:
+            self.dir_stamps.remove()
 
     def checksum(self) -> str | None:
         """The index file's own trailing SHA-1: names this exact state of the index."""
@@ -249,26 +264,49 @@ class WorkspaceIndex:
 
         return finish
 
-    def start_scan(self, commit: str) -> WorktreeScan:
+    def start_scan(self, commit: str, *, stamps: bool = True) -> WorktreeScan:
         """Start git's three questions at once (they run on the two cores while the
         caller does something else, e.g. load the sync's modules):
 
         - what the commit's tree changes against the index (``diff-index -R``),
         - which indexed files the workspace no longer holds as indexed (``diff-files``),
         - what the workspace holds that the index does not (``ls-files -o``; a
-          directory holding nothing indexed is one entry ending in ``/``).
+          directory holding nothing indexed is one entry ending in ``/``), only under
+          the directories whose stamps moved since the last sync (``dir_stamps``).
 
         ``observe`` reads the answers (in turn: each git runs on while another is read).
-        Start it only while holding the workspace (its lock).
+        Start it only while holding the workspace (its lock). STAMPS False (a dry run):
+        the directory stamps are not consulted (they need a file written to read the
+        file system's clock), so every directory is read.
         """
+        diff_index = self._start("diff-index", "--cached", "-R", "--raw", "-z", "--no-renames",
+                                 "--abbrev=40", commit)  # fmt: skip
+        diff_files = self._start("diff-files", "--raw", "-z", "--abbrev=40")
+        dirs: list[str] | None = None
+        seen: dict[str, str] | None = None
+        if stamps and self.dir_stamps is not None:  # taken before ls-files reads a directory
+            dirs, seen = self.dir_stamps.check(self.checksum())
+        if dirs == []:
+            return WorktreeScan(self.index_file, commit, diff_index, diff_files, lambda: b"",
+                                dir_stamps=seen)  # fmt: skip
+        untracked = self._start("ls-files", "-z", "-o", "--directory", f"--exclude=/{META_DIR}/",
+                                *(["--", *dirs] if dirs else []))  # fmt: skip
         return WorktreeScan(
-            self.index_file,
-            commit,
-            self._start("diff-index", "--cached", "-R", "--raw", "-z", "--no-renames",
-                        "--abbrev=40", commit),
-            self._start("diff-files", "--raw", "-z", "--abbrev=40"),
-            self._start("ls-files", "-z", "-o", "--directory", f"--exclude=/{META_DIR}/"),
-        )  # fmt: skip
+            self.index_file, commit, diff_index, diff_files, untracked, dir_stamps=seen
+        )
+
+    def record_dir_stamps(
+        self, scan: WorktreeScan | None, new_dirs: Iterable[str], untracked: Iterable[str] = ()
+    ) -> None:
+        """After a sync, for this index as it is now (call it after the sync's last change
+        to the index): the stamps SCAN took; NEW_DIRS (directories the sync may have made,
+        or that have no stamp yet) as unknown; and as unknown too every directory that
+        held an UNTRACKED entry, whatever became of it (a removal that failed is found
+        again by the next sync's look)."""
+        if self.dir_stamps is not None:
+            seen = scan.dir_stamps if scan is not None and scan.dir_stamps is not None else {}
+            parents = (u.rstrip("/").rpartition("/")[0] for u in untracked)
+            self.dir_stamps.record(seen, new_dirs, parents, self.checksum())
 
     def observe(
         self, commit: str, scan: WorktreeScan | None = None
@@ -309,6 +347,12 @@ class WorkspaceIndex:
                 mode, oid, _stage = meta.decode().split(" ")
                 out[raw.decode("utf-8", "surrogateescape")] = (int(mode, 8), oid)
         return out
+
+    def tree_dirs(self, commit: str) -> list[str]:
+        """Every directory of COMMIT's tree that the workspace holds as a directory."""
+        out = self._run("ls-tree", "-r", "-d", "-z", "--name-only", "--full-tree", commit)
+        names = [raw.decode("utf-8", "surrogateescape") for raw in out.split(b"\0") if raw]
+        return [n for n in names if n != META_DIR and os.path.isdir(self.root / n)]
 
     # ----------------------------------------------------------------- writes
     def reset(self, entries: Iterable[tuple[str, int, str]]) -> None:

@@ -17,12 +17,15 @@ import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import IO, TYPE_CHECKING
 
 from ..core.errors import NotARepository, RepositoryUnreachable, UnknownRef, UsageError
 from ..core.redact import redact
 
+TYPE_CHECKING = False  # typing's, without loading typing (the sync's start-up); mypy reads it True
+
 if TYPE_CHECKING:
+    from typing import IO
+
     from ..core.model import TreeRecord
 
 _HEX = re.compile(r"^[0-9a-f]{40}([0-9a-f]{24})?$")

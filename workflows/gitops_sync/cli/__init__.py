@@ -43,6 +43,21 @@ def fail(message: str, code: int = 1) -> None:
     sys.exit(code)
 
 
+def _exit_now() -> None:
+    """End the process as a normal exit would, without the interpreter's teardown.
+
+    What a normal exit does that matters is done: the ``atexit`` functions run and
+    the standard streams are flushed (every file the sync writes is closed where it
+    is written). What is skipped is the freeing of every module and object, about a
+    tenth of a sync's own CPU (callgrind: 17M of 155M instructions for a no-op)."""
+    import atexit
+
+    atexit._run_exitfuncs()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
+
+
 def main(argv: list[str] | None = None) -> object:
     args = sys.argv[1:] if argv is None else list(argv)
     try:
@@ -52,6 +67,8 @@ def main(argv: list[str] | None = None) -> object:
             options = sync_run.parse_args(args[1:])
             if options is not None:
                 sync_run.run(options)
+                if argv is None:  # the process is ours: end it without a teardown
+                    _exit_now()
                 return None
         from ._app import run_click
 

@@ -7,10 +7,14 @@ files) so that a sync of a tree without functions loads none of that.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+
+from .value import FrozenValue, Value
+
+TYPE_CHECKING = False  # typing's, without loading typing (the sync's start-up); mypy reads it True
 
 if TYPE_CHECKING:
+    from typing import Any
+
     from .function_toml import FunctionSpec
     from .functions import Member
     from .model import SourceFile
@@ -27,21 +31,36 @@ def find_function_tomls(desired: Mapping[str, SourceFile]) -> list[str]:
     )
 
 
-@dataclass(frozen=True, slots=True)
-class RecordedFunction:
+class RecordedFunction(FrozenValue):
+    __slots__ = ("directory", "hash")
     hash: str
     directory: str
 
+    def __init__(self, hash: str, directory: str) -> None:
+        self.hash = hash
+        self.directory = directory
 
-@dataclass(slots=True)
-class FunctionReport:
-    changed: list[str] = field(default_factory=list)
-    unchanged: list[str] = field(default_factory=list)
-    invalid: list[dict[str, str]] = field(default_factory=list)
-    removed: list[str] = field(default_factory=list)
-    hashes: dict[str, str] = field(default_factory=dict)
-    specs: dict[str, FunctionSpec] = field(default_factory=dict)
-    members: dict[str, list[Member]] = field(default_factory=dict)
+
+class FunctionReport(Value):
+    __slots__ = ("changed", "hashes", "invalid", "members", "removed", "specs", "unchanged")
+
+    def __init__(
+        self,
+        changed: list[str] | None = None,
+        unchanged: list[str] | None = None,
+        invalid: list[dict[str, str]] | None = None,
+        removed: list[str] | None = None,
+        hashes: dict[str, str] | None = None,
+        specs: dict[str, FunctionSpec] | None = None,
+        members: dict[str, list[Member]] | None = None,
+    ) -> None:
+        self.changed: list[str] = [] if changed is None else changed
+        self.unchanged: list[str] = [] if unchanged is None else unchanged
+        self.invalid: list[dict[str, str]] = [] if invalid is None else invalid
+        self.removed: list[str] = [] if removed is None else removed
+        self.hashes: dict[str, str] = {} if hashes is None else hashes
+        self.specs: dict[str, FunctionSpec] = {} if specs is None else specs
+        self.members: dict[str, list[Member]] = {} if members is None else members
 
     def recorded(self) -> dict[str, RecordedFunction]:
         return {n: RecordedFunction(h, self.specs[n].directory) for n, h in self.hashes.items()}

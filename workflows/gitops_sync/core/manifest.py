@@ -15,27 +15,38 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 
 from .function_report import RecordedFunction
 from .model import RecordedFile
+from .value import Value
 
 MANIFEST_PATH = ".gitops-sync/manifest.json"
 FORMAT = 3
 _READABLE = (2, 3)  # format 2 is format 3 without appended rows
 
 
-@dataclass(slots=True)
-class Manifest:
-    commit: str | None = None
-    ref: str | None = None
-    synced_at: str | None = None
-    files: dict[str, RecordedFile] = field(default_factory=dict)
-    functions: dict[str, RecordedFunction] = field(default_factory=dict)
-    #: the git index (its checksum) these rows describe, on a local folder
-    index: str | None = None
-    #: rows appended since the body was last written whole
-    appended: int = 0
+class Manifest(Value):
+    __slots__ = ("appended", "commit", "files", "functions", "index", "ref", "synced_at")
+
+    def __init__(
+        self,
+        commit: str | None = None,
+        ref: str | None = None,
+        synced_at: str | None = None,
+        files: dict[str, RecordedFile] | None = None,
+        functions: dict[str, RecordedFunction] | None = None,
+        index: str | None = None,
+        appended: int = 0,
+    ) -> None:
+        self.commit = commit
+        self.ref = ref
+        self.synced_at = synced_at
+        self.files: dict[str, RecordedFile] = {} if files is None else files
+        self.functions: dict[str, RecordedFunction] = {} if functions is None else functions
+        #: the git index (its checksum) these rows describe, on a local folder
+        self.index = index
+        #: rows appended since the body was last written whole
+        self.appended = appended
 
 
 def dumps_rows(header: Manifest, rows: Iterable[tuple[str, str, int, int, str]]) -> bytes:

@@ -12,30 +12,59 @@ every crash point repairable by the next sync:
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
 
 from .errors import CaseConflict
 from .model import Content, Listing, ObservedFile, RecordedFile, Skipped, SourceFile, parent_dirs
+from .value import Value
 
 
-@dataclass(slots=True)
-class Plan:
+class Plan(Value):
     """Everything the apply phase will do, and what it will leave alone."""
 
-    renames: list[tuple[str, str]] = field(default_factory=list)
-    blocking_files: list[str] = field(default_factory=list)
-    blocking_dirs: list[str] = field(default_factory=list)
-    add: list[SourceFile] = field(default_factory=list)
-    update: list[SourceFile] = field(default_factory=list)
-    chmod: list[SourceFile] = field(default_factory=list)
-    delete: list[str] = field(default_factory=list)
-    delete_dirs: list[str] = field(default_factory=list)
-    unchanged: list[SourceFile] = field(default_factory=list)
-    # stamps of unchanged files as observed now (recorded into the next manifest)
-    unchanged_stamps: dict[str, str] = field(default_factory=dict)
-    skipped: list[Skipped] = field(default_factory=list)
-    # files known unchanged without being listed (the git index path names only changes)
-    untouched: int = 0
+    __slots__ = (
+        "add",
+        "blocking_dirs",
+        "blocking_files",
+        "chmod",
+        "delete",
+        "delete_dirs",
+        "renames",
+        "skipped",
+        "unchanged",
+        "unchanged_stamps",
+        "untouched",
+        "update",
+    )  # fmt: skip
+
+    def __init__(
+        self,
+        renames: list[tuple[str, str]] | None = None,
+        blocking_files: list[str] | None = None,
+        blocking_dirs: list[str] | None = None,
+        add: list[SourceFile] | None = None,
+        update: list[SourceFile] | None = None,
+        chmod: list[SourceFile] | None = None,
+        delete: list[str] | None = None,
+        delete_dirs: list[str] | None = None,
+        unchanged: list[SourceFile] | None = None,
+        unchanged_stamps: dict[str, str] | None = None,
+        skipped: list[Skipped] | None = None,
+        untouched: int = 0,
+    ) -> None:
+        self.renames: list[tuple[str, str]] = [] if renames is None else renames
+        self.blocking_files: list[str] = [] if blocking_files is None else blocking_files
+        self.blocking_dirs: list[str] = [] if blocking_dirs is None else blocking_dirs
+        self.add: list[SourceFile] = [] if add is None else add
+        self.update: list[SourceFile] = [] if update is None else update
+        self.chmod: list[SourceFile] = [] if chmod is None else chmod
+        self.delete: list[str] = [] if delete is None else delete
+        self.delete_dirs: list[str] = [] if delete_dirs is None else delete_dirs
+        self.unchanged: list[SourceFile] = [] if unchanged is None else unchanged
+        #: stamps of unchanged files as observed now (recorded into the next manifest)
+        self.unchanged_stamps: dict[str, str] = {} if unchanged_stamps is None else unchanged_stamps
+        self.skipped: list[Skipped] = [] if skipped is None else skipped
+        #: files known unchanged without being listed (the git index path names only changes)
+        self.untouched = untouched
 
     @property
     def writes(self) -> list[SourceFile]:
