@@ -312,7 +312,7 @@ def main() -> None:
     ap.add_argument(
         "--big-only",
         action="store_true",
-        help="only the 10x run, merged into an existing results file",
+        help="only the 10x run, merged into the results file if there is one",
     )
     ap.add_argument(
         "--rows",
@@ -332,7 +332,8 @@ def main() -> None:
     sh(sys.executable, "-m", "compileall", "-q", str(HERE.parent / "workflows"))
     results = out / "results.json"
     if args.big_only:
-        doc = json.loads(results.read_text())
+        # merged into the 20,000-file results when there are some; alone otherwise
+        doc = json.loads(results.read_text()) if results.exists() else {}
         doc["big"] = bench_big(out / "big", args.files * 10, args.dirs * 10, args.repeat)
         results.write_text(json.dumps(doc, indent=2) + "\n")
         print(f"10x files: {json.dumps(doc['big'])}")
