@@ -19,6 +19,7 @@ from azure.storage.queue import QueueClient, TextBase64DecodePolicy, TextBase64E
 
 from ..core.errors import StorageError
 from ..core.redact import redact
+from .http_transport import LeanTransport
 
 log = logging.getLogger("gitops_sync")
 T = TypeVar("T")
@@ -69,10 +70,11 @@ class JobQueue:
         self._poison: JobQueue | None = None
 
     @staticmethod
-    def _policies() -> dict[str, Any]:
+    def _policies(transport: LeanTransport | None = None) -> dict[str, Any]:
         return {
             "message_encode_policy": TextBase64EncodePolicy(),
             "message_decode_policy": _LenientBase64DecodePolicy(),
+            "transport": transport or LeanTransport(),
             **CLIENT_OPTIONS,
         }
 
@@ -87,12 +89,14 @@ class JobQueue:
 
     def poison(self) -> JobQueue:
         c = self.client
+        transport = getattr(c._pipeline, "_transport", None)  # one pool for both queues
+        shared = transport if isinstance(transport, LeanTransport) else None
         return JobQueue(
             QueueClient(
                 c.url.rsplit("/", 1)[0],
                 self.name + POISON_SUFFIX,
                 credential=c.credential,
-                **self._policies(),
+                **self._policies(shared),
             )
         )
 
