@@ -50,7 +50,14 @@ CONNECT_TIMEOUT_S, READ_TIMEOUT_S = 20.0, 60.0
 POOL_SIZE = 10
 BLOCK_SIZE = 64 * 1024
 #: keywords a send may carry that this transport honours (a known value), see ``_unusual``
-_KNOWN = {"stream", "connection_timeout", "read_timeout", "connection_verify", "connection_cert"}
+_KNOWN = {
+    "stream",
+    "connection_timeout",
+    "read_timeout",
+    "connection_verify",
+    "connection_cert",
+    "proxies",
+}
 _DECODED = {"identity", "gzip", "deflate"}  # answer encodings this transport decodes
 _Key = tuple[str, str, int]
 
@@ -331,6 +338,8 @@ class LeanResponse(HttpResponseImpl):
             while True:
                 block = answer.read(self._block_size)
                 if not block:
+                    if answer.length:  # read(n) at an early EOF returns b"", not an error
+                        raise http.client.IncompleteRead(b"", answer.length)
                     break
                 out = decoder.decompress(block) if decoder else block
                 if out:

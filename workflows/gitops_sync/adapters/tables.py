@@ -23,6 +23,7 @@ from azure.core.exceptions import (
     ResourceModifiedError,
     ResourceNotFoundError,
 )
+from azure.core.pipeline.transport import HttpTransport
 from azure.data.tables import TableClient, TableServiceClient, UpdateMode
 
 from ..core.errors import StorageError
@@ -65,9 +66,12 @@ class Tables:
         self._lock = threading.Lock()
 
     @classmethod
-    def from_connection_string(cls, conn: str, prefix: str = "gitopssync") -> Tables:
+    def from_connection_string(
+        cls, conn: str, prefix: str = "gitopssync", transport: HttpTransport | None = None
+    ) -> Tables:
+        """``transport``: the HTTP transport (default: ``LeanTransport``, see http_transport)."""
         service = TableServiceClient.from_connection_string(
-            conn, transport=LeanTransport(), **CLIENT_OPTIONS
+            conn, transport=transport or LeanTransport(), **CLIENT_OPTIONS
         )
         return cls(service, prefix)
 
