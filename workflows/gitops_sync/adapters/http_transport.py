@@ -85,6 +85,27 @@ class _Answer(http.client.HTTPResponse):
         super().begin()
 
 
+class _Connection(http.client.HTTPConnection):
+    """Headers and a bytes body in one ``send`` (``http.client`` writes them separately:
+    two packets, and two reads on the server's side, for every small request)."""
+
+    response_class = _Answer
+    _buffer: list[bytes]
+
+    def _send_output(self, message_body: Any = None, encode_chunked: bool = False) -> None:
+        if not isinstance(message_body, bytes):
+            super()._send_output(message_body, encode_chunked)  # type: ignore[misc]
+            return
+        self._buffer.extend((b"", b""))
+        head = b"\r\n".join(self._buffer)
+        del self._buffer[:]
+        self.send(head + message_body)
+
+
+class _TLSConnection(_Connection, http.client.HTTPSConnection):
+    pass
+
+
 def _idle_but_closed(conn: http.client.HTTPConnection) -> bool:
     """True if an idle connection's socket is readable: the server closed it (or sent
     something unasked); either way it cannot carry the next request."""
@@ -243,20 +264,21 @@ class LeanTransport(HttpTransport):
         while True:
             with self._lock:
                 idle = self._pools.get(key)
-                conn = idle.pop() if idle else None
-            if conn is None:
+                pooled = idle.pop() if idle else None
+            if pooled is None:
                 break
-            if not _idle_but_closed(conn):
-                return conn, True
-            conn.close()
+            if not _idle_but_closed(pooled):
+                return pooled, True
+            pooled.close()
         scheme, host, port = key
         if scheme == "https":
             if self._ssl is None:
                 self._ssl = ssl.create_default_context()
-            conn = http.client.HTTPSConnection(host, port, timeout=connect_s, context=self._ssl)
+            conn: http.client.HTTPConnection = _TLSConnection(
+                host, port, timeout=connect_s, context=self._ssl
+            )
         else:
-            conn = http.client.HTTPConnection(host, port, timeout=connect_s)
-        conn.response_class = _Answer
+            conn = _Connection(host, port, timeout=connect_s)
         try:
             conn.connect()
         except TimeoutError as exc:
