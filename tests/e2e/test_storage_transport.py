@@ -61,10 +61,14 @@ class _Handler(socketserver.StreamRequestHandler):
         script.connections += 1
         number = script.connections
         while True:
-            line = self.rfile.readline()
-            if not line:
+            try:
+                line = self.rfile.readline()
+            except OSError:  # the client closed or reset the connection: done
                 return
-            method, path, _ = line.decode("latin-1").split(" ", 2)
+            parts = line.decode("latin-1").split(" ", 2)
+            if len(parts) != 3:  # end of the connection (or not HTTP): done
+                return
+            method, path, _ = parts
             headers: dict[str, str] = {}
             while (h := self.rfile.readline()) not in (b"\r\n", b""):
                 name, _, value = h.decode("latin-1").partition(":")
