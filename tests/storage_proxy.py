@@ -2,6 +2,7 @@
 
 ``StorageProxy(upstream).fail_when(predicate)`` answers 500 to every request the
 predicate picks (method, path) until ``heal()``; the rest pass through unchanged.
+``seen`` lists every request that reached it, as (method, path), in arrival order.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ class StorageProxy:
         self.upstream_port = parts.port or 80
         self.failing: Predicate | None = None
         self.failed: list[tuple[str, str]] = []
+        self.seen: list[tuple[str, str]] = []
         proxy = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -35,6 +37,7 @@ class StorageProxy:
             def _forward(self) -> None:
                 length = int(self.headers.get("content-length") or 0)
                 body = self.rfile.read(length) if length else b""
+                proxy.seen.append((self.command, self.path))  # list.append: thread-safe
                 rule = proxy.failing
                 if rule is not None and rule(self.command, self.path):
                     proxy.failed.append((self.command, self.path))

@@ -62,3 +62,16 @@ def test_azure_files_bench_counts_the_requests_of_three_syncs(tmp_path: Path):
     assert (1, 0) == (again["downloads"], again["bytes_written"])
     assert again["requests"] < first["requests"] // 4
     assert (24 + 1, 0) == (lost["downloads"], lost["bytes_written"])
+
+
+@pytest.mark.azurite
+def test_storage_transport_bench_reports_both_transports_and_the_ratio(tmp_path: Path):
+    """bench_storage_transport.py: per transport the median CPU and wall ms per call over
+    interleaved rounds, and lean / sdk ratios of those medians."""
+    r = _run("bench_storage_transport.py", tmp_path / "r.json", "--rounds", "2", "--calls", "5")
+    assert ("storage_transport", 2, 15) == (r["bench"], r["rounds"], r["calls_per_round"])
+    for name in ("sdk", "lean"):
+        assert len(r[name]["rounds"]) == 2 and r[name]["wall_ms_per_call"] > 0
+    for kind in ("cpu", "wall"):
+        ratio = r["lean"][f"{kind}_ms_per_call"] / r["sdk"][f"{kind}_ms_per_call"]
+        assert r[f"ratio_{kind}_lean_over_sdk"] == pytest.approx(ratio, abs=0.006)

@@ -1,10 +1,13 @@
 """Webhook intake: a verified delivery becomes at most one queued job, in milliseconds.
 
 As Flux's receiver, it only authenticates, deduplicates and records "reconcile
-requested"; the worker does the work. Dedup is two atomic insert-if-absent
-markers (the delivery id, then the commit), so racing deliveries make one job.
+requested"; the worker does the work. Dedup is atomic insert-if-absent markers: the
+commit's marker names the job and the delivery that claimed it, so racing deliveries
+make one job. A delivery gets a marker of its own only when it did not claim the
+commit (a new delivery of a commit whose job is live, an adoption, a takeover), so a
+first delivery costs three storage calls: claim, message, record.
 
-Crash safety: the steps are claim the markers, send the message, write the job
+Crash safety: the steps are claim the marker(s), send the message, write the job
 record, and every step can be redone by whoever comes next under the same job id.
 A message is sent before its record is written, so a record always has a message
 (the worker writes a missing record from its message). A marker whose job has no
@@ -97,22 +100,65 @@ def _delivery_key(delivery: str) -> str:
 
 
 def accept_push(ctx: AppContext, conn: Connection, commit: str, delivery: str | None) -> Answer:
-    """Queue a job for ``commit`` unless this delivery or commit already has a live one."""
+    """Queue a job for ``commit`` unless this delivery or commit already has a live one.
+
+    Storage calls: 3 for a new commit (claim, message, record), 3 for its redelivery
+    (claim refused, read the marker, read the job), 4 for a new delivery of a commit
+    whose job is live (and a marker naming that job), 5 for that one's redelivery.
+    """
     fresh = new_job_id()
-    job_id = fresh
     d_key = _delivery_key(delivery) if delivery else None
+    if ctx.tables.insert("markers", _marker(conn, "c-" + commit, fresh, d_key)):
+        return _queue(ctx, conn, commit, delivery, fresh, fresh)
+    answer = _plain_duplicate(ctx, conn, commit, d_key)
+    if answer is not None:
+        return answer
+    # The careful path: an intake that stopped midway, a race, a job that is over.
+    job_id = fresh
     if d_key:
         # A redelivery stands for the job its first delivery claimed, whatever became of it.
         job_id = _claim_delivery(ctx, conn, d_key, fresh)
         if job_id != fresh and ctx.jobs.get(job_id) is not None:
             return wh.duplicate(job_id)
-    owner, recorded = _claim_commit(ctx, conn, commit, job_id)
+    owner, recorded = _claim_commit(ctx, conn, commit, job_id, d_key)
     if owner != job_id:
         if d_key:  # so a redelivery of this id names the job that exists
             _point(ctx, conn, d_key, owner)
         if recorded or ctx.jobs.get(owner) is not None:  # read again only to adopt (rare)
             return wh.duplicate(owner)
         job_id = owner  # adopted: its intake stopped before the record; finish it
+    return _queue(ctx, conn, commit, delivery, job_id, fresh)
+
+
+def _plain_duplicate(
+    ctx: AppContext, conn: Connection, commit: str, d_key: str | None
+) -> Answer | None:
+    """The answer when the commit's claim settles it: this very delivery made the claim
+    (a redelivery) and its job has a record, or the claim's job is live (this delivery
+    then gets a marker naming it). None when only the careful path can tell."""
+    got = ctx.tables.get("markers", conn.id, "c-" + commit)
+    if got is None:
+        return None
+    owner = str(got[0]["job_id"])
+    job = ctx.jobs.get(owner)
+    if job is None:
+        return None  # its intake is still writing it, or stopped: settle or adopt
+    if d_key is not None and got[0].get("delivery") == d_key:
+        return wh.duplicate(owner)
+    if not _live(ctx, conn, commit, job):
+        return None
+    if d_key is None or ctx.tables.insert("markers", _marker(conn, d_key, owner)):
+        return wh.duplicate(owner)
+    mine = ctx.tables.get("markers", conn.id, d_key)  # a redelivery of such a delivery
+    if mine is not None and str(mine[0]["job_id"]) == owner:
+        return wh.duplicate(owner)
+    return None
+
+
+def _queue(
+    ctx: AppContext, conn: Connection, commit: str, delivery: str | None, job_id: str, fresh: str
+) -> Answer:
+    """Send the job's message, then write its record (see the module's crash safety)."""
     kept = wh.short(delivery) if delivery else None  # sender-controlled: bounded
     job = Job(job_id, conn.id, conn.repository, commit, "push", delivery=kept)
     ctx.queue.send(job_message(job))
@@ -163,8 +209,13 @@ def job_for_message(ctx: AppContext, doc: Mapping[str, Any]) -> Job | None:
     return job
 
 
-def _marker(conn: Connection, key: str, job_id: str) -> dict[str, Any]:
-    return {"PartitionKey": conn.id, "RowKey": key, "job_id": job_id, "created_at": now_iso()}
+def _marker(conn: Connection, key: str, job_id: str, delivery: str | None = None) -> dict[str, Any]:
+    """A claim: ``key`` (a delivery's, or a commit's naming the delivery that claimed it)
+    stands for ``job_id``."""
+    entity = {"PartitionKey": conn.id, "RowKey": key, "job_id": job_id, "created_at": now_iso()}
+    if delivery:
+        entity["delivery"] = delivery
+    return entity
 
 
 def _point(ctx: AppContext, conn: Connection, key: str, job_id: str) -> None:
@@ -182,16 +233,20 @@ def _claim_delivery(ctx: AppContext, conn: Connection, key: str, job_id: str) ->
     raise StorageError("too much contention claiming a delivery")
 
 
-def _claim_commit(ctx: AppContext, conn: Connection, commit: str, job_id: str) -> tuple[str, bool]:
+def _claim_commit(
+    ctx: AppContext, conn: Connection, commit: str, job_id: str, d_key: str | None
+) -> tuple[str, bool]:
     """Make ``job_id`` the owner of the commit unless a live job owns it; returns the owner
     and whether another owner has a record (read here, so the caller need not again).
 
     Insert-if-absent decides the common race; a marker whose job is over is taken over
     with its ETag, so exactly one racer wins that too. An owner returned that is not
-    ``job_id`` either has a live record or has none (the caller adopts it).
+    ``job_id`` either has a live record or has none (the caller adopts it). Before a
+    takeover, the delivery the old claim named gets its own marker, so its redelivery
+    still names its job.
     """
     key = "c-" + commit
-    entity = _marker(conn, key, job_id)
+    entity = _marker(conn, key, job_id, d_key)
     for _ in range(10):
         if ctx.tables.insert("markers", entity):
             return job_id, False
@@ -210,6 +265,9 @@ def _claim_commit(ctx: AppContext, conn: Connection, commit: str, job_id: str) -
                 return owner, False
         if _live(ctx, conn, commit, job):
             return owner, True
+        claimer = current.get("delivery")
+        if isinstance(claimer, str) and claimer and claimer != d_key:
+            ctx.tables.insert("markers", _marker(conn, claimer, owner))  # False: it has one
         if ctx.tables.replace("markers", entity, etag=etag):
             return job_id, False
     raise StorageError(f"too much contention claiming commit {commit[:12]}")

@@ -15,10 +15,12 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from azure.core.exceptions import AzureError, ResourceExistsError, ResourceNotFoundError
+from azure.core.pipeline.transport import HttpTransport
 from azure.storage.queue import QueueClient, TextBase64DecodePolicy, TextBase64EncodePolicy
 
 from ..core.errors import StorageError
 from ..core.redact import redact
+from .http_transport import LeanTransport
 
 log = logging.getLogger("gitops_sync")
 T = TypeVar("T")
@@ -69,16 +71,20 @@ class JobQueue:
         self._poison: JobQueue | None = None
 
     @staticmethod
-    def _policies() -> dict[str, Any]:
+    def _policies(transport: HttpTransport | None = None) -> dict[str, Any]:
         return {
             "message_encode_policy": TextBase64EncodePolicy(),
             "message_decode_policy": _LenientBase64DecodePolicy(),
+            "transport": transport or LeanTransport(),
             **CLIENT_OPTIONS,
         }
 
     @classmethod
-    def from_connection_string(cls, conn: str, name: str) -> JobQueue:
-        return cls(QueueClient.from_connection_string(conn, name, **cls._policies()))
+    def from_connection_string(
+        cls, conn: str, name: str, transport: HttpTransport | None = None
+    ) -> JobQueue:
+        """``transport``: the HTTP transport (default: ``LeanTransport``, see http_transport)."""
+        return cls(QueueClient.from_connection_string(conn, name, **cls._policies(transport)))
 
     @classmethod
     def from_account(cls, account: str, credential: Any, name: str) -> JobQueue:
@@ -87,12 +93,14 @@ class JobQueue:
 
     def poison(self) -> JobQueue:
         c = self.client
+        transport = getattr(c._pipeline, "_transport", None)  # one pool for both queues
+        shared = transport if isinstance(transport, HttpTransport) else None
         return JobQueue(
             QueueClient(
                 c.url.rsplit("/", 1)[0],
                 self.name + POISON_SUFFIX,
                 credential=c.credential,
-                **self._policies(),
+                **self._policies(shared),
             )
         )
 

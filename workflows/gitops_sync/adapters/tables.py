@@ -23,10 +23,12 @@ from azure.core.exceptions import (
     ResourceModifiedError,
     ResourceNotFoundError,
 )
+from azure.core.pipeline.transport import HttpTransport
 from azure.data.tables import TableClient, TableServiceClient, UpdateMode
 
 from ..core.errors import StorageError
 from ..core.redact import redact
+from .http_transport import LeanTransport
 
 log = logging.getLogger("gitops_sync")
 T = TypeVar("T")
@@ -37,6 +39,7 @@ TABLE_ROLES = ("jobs", "markers", "state", "connections")
 #: the SDK's retries of one call (its default, 10 with back-off up to 2 min, would hold
 #: a webhook answer far past GitHub's 10 s); callers retry at their own level
 CLIENT_OPTIONS: dict[str, Any] = {"retry_total": 3, "retry_backoff_factor": 0.2}
+NO_CONTENT = "return-no-content"
 
 
 def table_missing(exc: BaseException) -> bool:
@@ -63,13 +66,22 @@ class Tables:
         self._lock = threading.Lock()
 
     @classmethod
-    def from_connection_string(cls, conn: str, prefix: str = "gitopssync") -> Tables:
-        return cls(TableServiceClient.from_connection_string(conn, **CLIENT_OPTIONS), prefix)
+    def from_connection_string(
+        cls, conn: str, prefix: str = "gitopssync", transport: HttpTransport | None = None
+    ) -> Tables:
+        """``transport``: the HTTP transport (default: ``LeanTransport``, see http_transport)."""
+        service = TableServiceClient.from_connection_string(
+            conn, transport=transport or LeanTransport(), **CLIENT_OPTIONS
+        )
+        return cls(service, prefix)
 
     @classmethod
     def from_account(cls, account: str, credential: Any, prefix: str = "gitopssync") -> Tables:
         endpoint = f"https://{account}.table.core.windows.net"
-        return cls(TableServiceClient(endpoint, credential=credential, **CLIENT_OPTIONS), prefix)
+        service = TableServiceClient(
+            endpoint, credential=credential, transport=LeanTransport(), **CLIENT_OPTIONS
+        )
+        return cls(service, prefix)
 
     def table_name(self, role: str) -> str:
         return f"{self.prefix}{role}"
@@ -147,9 +159,15 @@ class Tables:
         raise AssertionError("unreachable")
 
     def insert(self, role: str, entity: Entity) -> bool:
-        """Create ``entity``; False if one with its keys exists (atomic insert-if-absent)."""
+        """Create ``entity``; False if one with its keys exists (atomic insert-if-absent).
+
+        ``Prefer: return-no-content``: the service's default echoes the entity back."""
         try:
-            self._call(role, f"inserting into {role}", lambda t: t.create_entity(entity))
+            self._call(
+                role,
+                f"inserting into {role}",
+                lambda t: t.create_entity(entity, response_preference=NO_CONTENT),
+            )
         except ResourceExistsError:
             return False
         return True
