@@ -63,8 +63,9 @@ def _fail(exc: AzureError, what: str) -> StorageError:
 class JobQueue:
     """One queue; ``poison()`` gives its poison queue."""
 
-    def __init__(self, client: QueueClient) -> None:
+    def __init__(self, client: QueueClient, transport: HttpTransport | None = None) -> None:
         self.client = client
+        self._transport = transport  # the client's, shared with the poison queue's
         self.name = client.queue_name
         self._created = False
         self._lock = threading.Lock()
@@ -84,25 +85,22 @@ class JobQueue:
         cls, conn: str, name: str, transport: HttpTransport | None = None
     ) -> JobQueue:
         """``transport``: the HTTP transport (default: ``LeanTransport``, see http_transport)."""
-        return cls(QueueClient.from_connection_string(conn, name, **cls._policies(transport)))
+        options = cls._policies(transport)
+        client = QueueClient.from_connection_string(conn, name, **options)
+        return cls(client, options["transport"])
 
     @classmethod
     def from_account(cls, account: str, credential: Any, name: str) -> JobQueue:
         url = f"https://{account}.queue.core.windows.net"
-        return cls(QueueClient(url, name, credential=credential, **cls._policies()))
+        options = cls._policies()
+        return cls(QueueClient(url, name, credential=credential, **options), options["transport"])
 
     def poison(self) -> JobQueue:
         c = self.client
-        transport = getattr(c._pipeline, "_transport", None)  # one pool for both queues
-        shared = transport if isinstance(transport, HttpTransport) else None
-        return JobQueue(
-            QueueClient(
-                c.url.rsplit("/", 1)[0],
-                self.name + POISON_SUFFIX,
-                credential=c.credential,
-                **self._policies(shared),
-            )
-        )
+        options = self._policies(self._transport)  # one connection pool for both queues
+        url = c.url.rsplit("/", 1)[0]
+        client = QueueClient(url, self.name + POISON_SUFFIX, credential=c.credential, **options)
+        return JobQueue(client, options["transport"])
 
     def ensure(self) -> None:
         if self._created:
