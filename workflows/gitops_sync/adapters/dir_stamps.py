@@ -30,7 +30,6 @@ and inode numbers the SMB client may cache or make up).
 
 from __future__ import annotations
 
-import contextlib
 import os
 import stat
 from collections.abc import Iterable
@@ -155,6 +154,8 @@ class DirStamps:
         self._recorded, self._checksum, self._stamps = data, index_checksum, stamps
 
     def remove(self) -> None:
-        with contextlib.suppress(FileNotFoundError):
+        try:  # noqa: SIM105 (not contextlib: it is loaded only after git starts)
             os.unlink(self.file)
+        except FileNotFoundError:
+            pass
         self._recorded, self._checksum, self._stamps = None, None, {}

@@ -65,20 +65,9 @@ class DirectoryStore:
         return self._trust_mode
 
     def _probe_chmod(self) -> bool:
-        probe = self._tmp / f"mode-{os.urandom(8).hex()}"
-        try:
-            fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-            try:
-                self._fchmod(fd, 0o644)
-                before = os.fstat(fd).st_mode & 0o777
-                self._fchmod(fd, 0o755)
-                after = os.fstat(fd).st_mode & 0o777
-            finally:
-                os.close(fd)
-                probe.unlink(missing_ok=True)
-        except OSError:
-            return True
-        return (before, after) == (0o644, 0o755)
+        from .git_early import probe_chmod
+
+        return probe_chmod(str(self._tmp), self._fchmod)
 
     def _fchmod(self, fd: int, perm: int) -> None:
         """The one place modes are set (a test layer overrides it to act as an SMB mount)."""

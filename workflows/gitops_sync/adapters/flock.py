@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from ..core.errors import ConflictError
+from .git_early import adopt_lock
 
 
 @contextlib.contextmanager
@@ -24,9 +25,15 @@ def hold_flock(path: Path, busy: str, *, wait: float = 0.0, poll: float = 0.05) 
     Opening PATH may raise ``OSError`` (a read-only or lock-less mount): the caller decides.
     """
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    held = adopt_lock(fd)  # this process took it already, before its imports
+    if held is not None:
+        os.close(fd)
+        fd = held
     try:
         deadline = time.monotonic() + wait
         while True:
+            if held is not None:
+                break
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 break

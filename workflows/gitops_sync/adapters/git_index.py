@@ -20,13 +20,14 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from ..core.model import RESERVED_DIR as META_DIR
+from . import git_early
 from .dir_stamps import DirStamps
+from .git_early import DIFF_FILES, GIT, index_checksum, index_env, untracked_args
 
 ZERO_OID = "0" * 40
 _ATTRIBUTES = b"* -text -filter -ident -working-tree-encoding -eol\n"
 #: entries checked out per ``git checkout-index`` run; the lease is checked in between
 CHECKOUT_BATCH = 4096
-GIT = "git"
 
 
 class IndexUnusable(Exception):
@@ -115,48 +116,9 @@ class WorkspaceIndex:
         self.index_file = self.meta / "index"
         self._objects = objects_dir
         self.trust_mode = trust_mode
-        self._config = {
-            "core.autocrlf": "false",
-            "core.safecrlf": "false",
-            "core.symlinks": "true",
-            "core.ignorecase": "false",
-            "core.precomposeunicode": "false",
-            "core.quotepath": "false",
-            "core.preloadindex": "true",
-            "core.untrackedcache": "false",
-            "core.splitindex": "false",
-            "core.fsmonitor": "false",
-            # Where chmod does not stick (SMB mounts) the executable bit is not observed.
-            "core.filemode": "true" if trust_mode else "false",
-            "index.version": "4",
-            "gc.auto": "0",
-        }
-        self._env = self._make_env()
+        self._env = index_env(str(root), trust_mode)
         # where stamps cannot be trusted (an SMB mount), every directory is read every time
         self.dir_stamps = DirStamps(str(root), str(self.meta)) if trust_mode else None
-
-    def _make_env(self) -> dict[str, str]:
-        env = {
-            k: v
-            for k, v in os.environ.items()
-            if not k.startswith(("GIT_", "XDG_CONFIG")) and k != "HOME"
-        }
-        env.update(
-            GIT_DIR=str(self.git_dir),
-            GIT_WORK_TREE=str(self.root),
-            GIT_INDEX_FILE=str(self.index_file),
-            GIT_CONFIG_NOSYSTEM="1",
-            GIT_CONFIG_GLOBAL=os.devnull,
-            GIT_LITERAL_PATHSPECS="1",
-            GIT_OPTIONAL_LOCKS="0",
-            HOME=str(self.meta),
-            LC_ALL="C",
-            GIT_CONFIG_COUNT=str(len(self._config)),
-        )
-        for i, (key, value) in enumerate(self._config.items()):
-            env[f"GIT_CONFIG_KEY_{i}"] = key
-            env[f"GIT_CONFIG_VALUE_{i}"] = value
-        return env
 
     # ------------------------------------------------------------------ setup
     def _files(self) -> dict[Path, bytes]:
@@ -201,12 +163,7 @@ class WorkspaceIndex:
 
     def checksum(self) -> str | None:
         """The index file's own trailing SHA-1: names this exact state of the index."""
-        try:
-            with open(self.index_file, "rb") as f:
-                f.seek(-20, os.SEEK_END)
-                return f.read(20).hex()
-        except OSError:
-            return None
+        return index_checksum(str(self.index_file))
 
     def entry_count(self) -> int:
         """How many files the index lists (its header says so)."""
@@ -241,7 +198,20 @@ class WorkspaceIndex:
         No reader thread: a thread started now would take the interpreter's lock from
         the caller while it starts the next process or imports. Git runs meanwhile; an
         answer larger than a pipe's buffer waits in git until the callable reads it.
+        A process ``git_early`` started for this very command is taken over.
         """
+        early = git_early.adopt([GIT, *args], self._env, str(self.root))
+        box: list[tuple[bytes, bytes]] = []
+        if early is not None:
+
+            def finish_early() -> bytes:
+                out, err, code = early.communicate()
+                if code != 0:
+                    msg = err.decode("utf-8", "replace").strip().splitlines()
+                    raise IndexUnusable(f"git {args[0]}: {msg[0] if msg else code}")
+                return out
+
+            return finish_early
         proc = subprocess.Popen(
             [GIT, *args],
             stdout=subprocess.PIPE,
@@ -251,7 +221,6 @@ class WorkspaceIndex:
             cwd=self.root,
             umask=0o022,
         )
-        box: list[tuple[bytes, bytes]] = []
 
         def finish() -> bytes:
             if not box:
@@ -281,16 +250,20 @@ class WorkspaceIndex:
         """
         diff_index = self._start("diff-index", "--cached", "-R", "--raw", "-z", "--no-renames",
                                  "--abbrev=40", commit)  # fmt: skip
-        diff_files = self._start("diff-files", "--raw", "-z", "--abbrev=40")
+        diff_files = self._start(*DIFF_FILES)
         dirs: list[str] | None = None
         seen: dict[str, str] | None = None
         if stamps and self.dir_stamps is not None:  # taken before ls-files reads a directory
-            dirs, seen = self.dir_stamps.check(self.checksum())
+            checksum = self.checksum()
+            early = git_early.adopt_stamps(self.dir_stamps.file, checksum)
+            if early is not None:  # taken (and ls-files started) before the imports
+                self.dir_stamps, dirs, seen = early
+            else:
+                dirs, seen = self.dir_stamps.check(checksum)
         if dirs == []:
             return WorktreeScan(self.index_file, commit, diff_index, diff_files, lambda: b"",
                                 dir_stamps=seen)  # fmt: skip
-        untracked = self._start("ls-files", "-z", "-o", "--directory", f"--exclude=/{META_DIR}/",
-                                *(["--", *dirs] if dirs else []))  # fmt: skip
+        untracked = self._start(*untracked_args(dirs))
         return WorktreeScan(
             self.index_file, commit, diff_index, diff_files, untracked, dir_stamps=seen
         )

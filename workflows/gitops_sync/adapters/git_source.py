@@ -20,6 +20,8 @@ from pathlib import Path
 
 from ..core.errors import NotARepository, RepositoryUnreachable, UnknownRef, UsageError
 from ..core.redact import redact
+from . import git_early
+from .git_early import rev_parse_args, source_env
 
 TYPE_CHECKING = False  # typing's, without loading typing (the sync's start-up); mypy reads it True
 
@@ -137,20 +139,7 @@ class GitSource:
     # ----------------------------------------------------------------- helpers
     @staticmethod
     def _git_env(token: str | None) -> dict[str, str]:
-        env = dict(os.environ)
-        env.update(GIT_TERMINAL_PROMPT="0", GIT_ASKPASS="/bin/false", LC_ALL="C")
-        env.pop("GIT_DIR", None)
-        if token:
-            # Passed through the environment: never in argv (ps) and never on disk.
-            import base64
-
-            basic = base64.b64encode(f"x-access-token:{token}".encode()).decode()
-            env.update(
-                GIT_CONFIG_COUNT="1",
-                GIT_CONFIG_KEY_0="http.extraHeader",
-                GIT_CONFIG_VALUE_0=f"Authorization: Basic {basic}",
-            )
-        return env
+        return source_env(token)
 
     def _git(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[bytes]:
         proc = subprocess.run(
@@ -202,15 +191,17 @@ class GitSource:
         if self.remote:
             return self._fetch(ref)
         if self._git_dir is None:  # both answers from one git process
-            proc = subprocess.run(
-                ["git", "-C", str(self._path), "rev-parse", "--absolute-git-dir", "--verify",
-                 "--quiet", "--end-of-options", f"{ref}^{{commit}}"],
-                capture_output=True,
-                env=self._env,
-                stdin=subprocess.DEVNULL,
-            )  # fmt: skip
-            answer = proc.stdout.decode().split("\n")
-            if proc.returncode == 0 and len(answer) == 3:
+            argv = rev_parse_args(str(self._path), ref)
+            early = git_early.adopt(argv, self._env)  # started before the imports?
+            if early is not None:
+                out, _err, code = early.communicate()
+            else:
+                proc = subprocess.run(
+                    argv, capture_output=True, env=self._env, stdin=subprocess.DEVNULL
+                )
+                out, code = proc.stdout, proc.returncode
+            answer = out.decode().split("\n")
+            if code == 0 and len(answer) == 3:
                 self._git_dir = Path(answer[0])
                 return answer[1]
         proc = self._git(

@@ -84,6 +84,19 @@ def cache_dir(env: dict[str, str] | os._Environ[str]) -> Path:
 
 def run(opts: SyncOptions) -> None:
     """Reconcile the workspace to REF, then print the summary (or one JSON object)."""
+    from ..adapters import git_early
+
+    if not opts.dry_run:  # git's first questions start before the modules below load
+        git_early.start_sync(
+            opts.repo, opts.ref, opts.workspace, os.environ.get("GIT_TOKEN") or None
+        )
+    try:
+        _run(opts)
+    finally:
+        git_early.discard()  # whatever was started early and not taken over
+
+
+def _run(opts: SyncOptions) -> None:
     from ..adapters.dir_store import DirectoryStore
     from ..adapters.git_source import GitSource
 
