@@ -47,19 +47,20 @@ def assert_nothing_left(ws: Path, pids: list[int]) -> None:
 def early(monkeypatch: pytest.MonkeyPatch) -> dict[str, list]:
     """What ``start_sync`` started (pids) and what the sync took over (command lines)."""
     seen: dict[str, list] = {"pids": [], "adopted": []}
-    spawned, adopt = git_early.Spawned.__init__, git_early.adopt
+    start, adopt = git_early.start_sync, git_early.adopt
 
-    def spawn_spy(self: git_early.Spawned, argv, env, cwd) -> None:  # type: ignore[no-untyped-def]
-        spawned(self, argv, env, cwd)
-        seen["pids"].append(self.pid)
+    def start_spy(*args: str | None) -> None:
+        start(*args)  # type: ignore[arg-type]
+        seen["pids"].extend(p.pid for p in git_early._started.values())
+        seen["pids"].extend(s[3][1].pid for s in git_early._stamps.values() if s[3])
 
-    def adopt_spy(argv, env, cwd=None):  # type: ignore[no-untyped-def]
-        found = adopt(argv, env, cwd)
+    def adopt_spy(argv, env):  # type: ignore[no-untyped-def]
+        found = adopt(argv, env)
         if found is not None:
-            seen["adopted"].append(list(argv[1:4]))
+            seen["adopted"].append([a for a in argv[1:6] if a != "-C"][:3])
         return found
 
-    monkeypatch.setattr(git_early.Spawned, "__init__", spawn_spy)
+    monkeypatch.setattr(git_early, "start_sync", start_spy)
     monkeypatch.setattr(git_early, "adopt", adopt_spy)
     return seen
 
@@ -79,9 +80,9 @@ def test_the_early_processes_are_taken_over_and_nothing_is_left(
     assert (1, 1) == (doc["updated"], doc["deleted"])
     assert_exact(repo, b, ws)
     assert [
-        ["-C", str(repo.path), "rev-parse"],
-        ["diff-files", "--raw", "-z"],
-        ["ls-files", "-z", "-o"],
+        [str(repo.path), "rev-parse", "--absolute-git-dir"],
+        [str(ws), "diff-files", "--raw"],
+        [str(ws), "ls-files", "-z"],
     ] == early["adopted"]
     assert 3 == len(early["pids"])
     assert_nothing_left(ws, early["pids"])
@@ -196,7 +197,27 @@ def test_the_early_module_loads_only_what_the_interpreter_has(tmp_path: Path) ->
         "started = len(git_early._started)\n"
         "git_early.discard()\n"
         "print(started, sorted(set(sys.modules) & {'pathlib', 'subprocess', 're', 'enum',"
-        " 'contextlib', 'threading', 'json', 'typing'}))\n"
+        " 'contextlib', 'threading', 'json', 'typing', 'signal'}))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert "2 []" == out.stdout.strip()  # rev-parse and diff-files; no directory moved
+
+
+def test_a_no_op_and_an_incremental_sync_load_no_subprocess_nor_threading(tmp_path: Path) -> None:
+    """Through the index, git is started with ``git_proc`` (posix_spawn): neither a no-op
+    nor a sync of a few changed files loads ``subprocess`` or ``threading``."""
+    repo = Repo(tmp_path / "repo")
+    ws = tmp_path / "ws"
+    settled(repo, ws)
+    cmd = [sys.executable, "-X", "importtime", "-m", "gitops_sync", "sync", "--repo",
+           str(repo.path), "--ref", "main", "--workspace", str(ws)]  # fmt: skip
+    for change in ("", "changed\n"):
+        if change:
+            repo.write("d1/f001.txt", change)
+            repo.commit("B")
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        assert 0 == proc.returncode, proc.stderr
+        imported = {ln.rsplit("|", 1)[1].strip() for ln in proc.stderr.splitlines() if "|" in ln}
+        assert "gitops_sync.sync_index" in imported  # the measure works
+        assert set() == imported & {"subprocess", "threading", "signal"}
+    assert_exact(repo, repo.git("rev-parse", "main"), ws)

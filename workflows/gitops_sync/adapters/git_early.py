@@ -26,6 +26,7 @@ import os
 import stat
 
 from ..core.model import RESERVED_DIR as META_DIR
+from .git_proc import Spawned
 
 TYPE_CHECKING = False  # typing's, without loading typing (the sync's start-up); mypy reads it True
 
@@ -105,6 +106,11 @@ def index_env(root: str, trust_mode: bool) -> dict[str, str]:
     return env
 
 
+def index_argv(root: str, args: Sequence[str]) -> list[str]:
+    """The command line of ``git ARGS`` on ROOT's workspace index (run from ROOT)."""
+    return [GIT, "-C", root, *args]
+
+
 def untracked_args(dirs: Sequence[str] | None) -> tuple[str, ...]:
     """``ls-files -o`` under DIRS (None: the whole workspace), ``.gitops-sync/`` left out."""
     return ("ls-files", "-z", "-o", "--directory", f"--exclude=/{META_DIR}/",
@@ -144,74 +150,8 @@ def probe_chmod(tmp: str, fchmod: object = os.fchmod) -> bool:
 
 
 # ------------------------------------------------------------------ processes
-class Spawned:
-    """One git process started with ``posix_spawn``: stdin from /dev/null, stdout and
-    stderr to pipes, read by ``communicate`` (both at once: neither pipe can fill)."""
-
-    __slots__ = ("_err", "_out", "_result", "pid")
-
-    def __init__(self, argv: Sequence[str], env: Mapping[str, str], cwd: str | None) -> None:
-        out_r, out_w = os.pipe()
-        err_r, err_w = os.pipe()
-        actions = [
-            (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
-            (os.POSIX_SPAWN_DUP2, out_w, 1),
-            (os.POSIX_SPAWN_DUP2, err_w, 2),
-        ]
-        here = os.getcwd() if cwd is not None else None
-        umask = os.umask(0o022)  # as ``git_index`` starts git
-        try:
-            if cwd is not None:
-                os.chdir(cwd)  # posix_spawn has no cwd; nothing else runs (no thread yet)
-            self.pid = os.posix_spawnp(argv[0], list(argv), dict(env), file_actions=actions)
-        except BaseException:
-            for fd in (out_r, err_r):
-                os.close(fd)
-            raise
-        finally:
-            os.umask(umask)
-            if here is not None:
-                os.chdir(here)
-            os.close(out_w)
-            os.close(err_w)
-        self._out, self._err = out_r, err_r
-        self._result: tuple[bytes, bytes, int] | None = None
-
-    def communicate(self) -> tuple[bytes, bytes, int]:
-        """(stdout, stderr, exit code: negative for a signal), once the process ended."""
-        if self._result is None:
-            import select
-
-            chunks: dict[int, list[bytes]] = {self._out: [], self._err: []}
-            poller = select.poll()
-            for fd in chunks:
-                poller.register(fd, select.POLLIN)
-            left = len(chunks)
-            while left:
-                for fd, _event in poller.poll():
-                    data = os.read(fd, 1 << 20)
-                    if data:
-                        chunks[fd].append(data)
-                    else:
-                        poller.unregister(fd)
-                        os.close(fd)
-                        left -= 1
-            _pid, status = os.waitpid(self.pid, 0)
-            out, err = b"".join(chunks[self._out]), b"".join(chunks[self._err])
-            self._result = (out, err, os.waitstatus_to_exitcode(status))
-        return self._result
-
-    def kill(self) -> None:
-        if self._result is None:
-            try:  # noqa: SIM105 (not contextlib: it is loaded only after git starts)
-                os.kill(self.pid, 9)
-            except ProcessLookupError:  # pragma: no cover (it is our child until reaped)
-                pass
-            self.communicate()
-
-
-def _key(argv: Sequence[str], env: Mapping[str, str], cwd: str | None) -> tuple[object, ...]:
-    return (tuple(argv), tuple(sorted(env.items())), cwd)
+def _key(argv: Sequence[str], env: Mapping[str, str]) -> tuple[object, ...]:
+    return (tuple(argv), tuple(sorted(env.items())))
 
 
 _started: dict[tuple[object, ...], Spawned] = {}
@@ -223,29 +163,27 @@ _stamps: dict[
 _locks: list[int] = []
 
 
-def spawn(argv: Sequence[str], env: Mapping[str, str], cwd: str | None = None) -> None:
+def spawn(argv: Sequence[str], env: Mapping[str, str]) -> None:
     """Start ARGV now, for ``adopt`` to take over."""
-    _started[_key(argv, env, cwd)] = Spawned(argv, env, cwd)
+    _started[_key(argv, env)] = Spawned(argv, env)
 
 
-def _spawn_untracked(
-    stamps: DirStamps, checksum: str | None, env: Mapping[str, str], cwd: str
-) -> None:
+def _spawn_untracked(stamps: DirStamps, checksum: str | None, env: Mapping[str, str]) -> None:
     """The stamps (``DirStamps.check``), then the ``ls-files -o`` they ask for: taken over
     together or not at all (an ``ls-files`` is only valid with the stamps taken before it)."""
     dirs, seen = stamps.check(checksum)
     started = None
     if dirs != []:
-        argv = (GIT, *untracked_args(dirs))
-        started = (_key(argv, env, cwd), Spawned(argv, env, cwd))
+        argv = index_argv(stamps.root, untracked_args(dirs))
+        started = (_key(argv, env), Spawned(argv, env))
     _stamps[(stamps.file, checksum)] = (stamps, dirs, seen, started)
 
 
-def adopt(argv: Sequence[str], env: Mapping[str, str], cwd: str | None = None) -> Spawned | None:
-    """The process ``spawn`` started with exactly ARGV, ENV and CWD, or None."""
+def adopt(argv: Sequence[str], env: Mapping[str, str]) -> Spawned | None:
+    """The process ``spawn`` started with exactly ARGV and ENV, or None."""
     if not _started:
         return None
-    return _started.pop(_key(argv, env, cwd), None)
+    return _started.pop(_key(argv, env), None)
 
 
 def adopt_stamps(
@@ -338,9 +276,9 @@ def start_sync(repo: str, ref: str, workspace: str, token: str | None) -> None:
         if not probe_chmod(tmp):
             return  # no index scan is started where modes are not trusted
         env = index_env(root, True)
-        spawn((GIT, *DIFF_FILES), env, root)
+        spawn(index_argv(root, DIFF_FILES), env)
         from .dir_stamps import DirStamps
 
-        _spawn_untracked(DirStamps(root, meta), index_checksum(index_file), env, root)
+        _spawn_untracked(DirStamps(root, meta), index_checksum(index_file), env)
     except OSError:
         discard()

@@ -15,14 +15,14 @@ from __future__ import annotations
 import contextlib
 import os
 import struct
-import subprocess
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from ..core.model import RESERVED_DIR as META_DIR
 from . import git_early
 from .dir_stamps import DirStamps
-from .git_early import DIFF_FILES, GIT, index_checksum, index_env, untracked_args
+from .git_early import DIFF_FILES, index_argv, index_checksum, index_env, untracked_args
+from .git_proc import Spawned
 
 ZERO_OID = "0" * 40
 _ATTRIBUTES = b"* -text -filter -ident -working-tree-encoding -eol\n"
@@ -178,19 +178,28 @@ class WorkspaceIndex:
 
     # ------------------------------------------------------------------ reads
     def _run(self, *args: str, stdin: bytes | None = None) -> bytes:
-        proc = subprocess.run(
-            [GIT, *args],
-            input=stdin,
-            capture_output=True,
-            env=self._env,
-            cwd=self.root,
-            umask=0o022,
-            stdin=None if stdin is not None else subprocess.DEVNULL,
+        if args[0] == "checkout-index":  # writes the workspace's files: git's umask is set
+            import subprocess
+
+            proc = subprocess.run(
+                index_argv(str(self.root), args),
+                input=stdin,
+                capture_output=True,
+                env=self._env,
+                umask=0o022,
+                stdin=None if stdin is not None else subprocess.DEVNULL,
+            )
+            return self._answer(args, proc.stdout, proc.stderr, proc.returncode)
+        return self._answer(
+            args, *Spawned(index_argv(str(self.root), args), self._env, stdin).communicate()
         )
-        if proc.returncode != 0:
-            msg = proc.stderr.decode("utf-8", "replace").strip().splitlines()
-            raise IndexUnusable(f"git {args[0]}: {msg[0] if msg else proc.returncode}")
-        return proc.stdout
+
+    @staticmethod
+    def _answer(args: tuple[str, ...], out: bytes, err: bytes, code: int) -> bytes:
+        if code != 0:
+            msg = err.decode("utf-8", "replace").strip().splitlines()
+            raise IndexUnusable(f"git {args[0]}: {msg[0] if msg else code}")
+        return out
 
     def _start(self, *args: str) -> Callable[[], bytes]:
         """Start ``git ARGS`` now; the callable waits for its output (IndexUnusable on failure).
@@ -200,38 +209,9 @@ class WorkspaceIndex:
         answer larger than a pipe's buffer waits in git until the callable reads it.
         A process ``git_early`` started for this very command is taken over.
         """
-        early = git_early.adopt([GIT, *args], self._env, str(self.root))
-        box: list[tuple[bytes, bytes]] = []
-        if early is not None:
-
-            def finish_early() -> bytes:
-                out, err, code = early.communicate()
-                if code != 0:
-                    msg = err.decode("utf-8", "replace").strip().splitlines()
-                    raise IndexUnusable(f"git {args[0]}: {msg[0] if msg else code}")
-                return out
-
-            return finish_early
-        proc = subprocess.Popen(
-            [GIT, *args],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            stdin=subprocess.DEVNULL,
-            env=self._env,
-            cwd=self.root,
-            umask=0o022,
-        )
-
-        def finish() -> bytes:
-            if not box:
-                box.append(proc.communicate())
-            out, err = box[0]
-            if proc.returncode != 0:
-                msg = err.decode("utf-8", "replace").strip().splitlines()
-                raise IndexUnusable(f"git {args[0]}: {msg[0] if msg else proc.returncode}")
-            return out
-
-        return finish
+        argv = index_argv(str(self.root), args)
+        proc = git_early.adopt(argv, self._env) or Spawned(argv, self._env)
+        return lambda: self._answer(args, *proc.communicate())
 
     def start_scan(self, commit: str, *, stamps: bool = True) -> WorktreeScan:
         """Start git's three questions at once (they run on the two cores while the

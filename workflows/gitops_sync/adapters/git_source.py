@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
-import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -22,10 +20,12 @@ from ..core.errors import NotARepository, RepositoryUnreachable, UnknownRef, Usa
 from ..core.redact import redact
 from . import git_early
 from .git_early import rev_parse_args, source_env
+from .git_proc import Spawned
 
 TYPE_CHECKING = False  # typing's, without loading typing (the sync's start-up); mypy reads it True
 
 if TYPE_CHECKING:
+    import subprocess
     from typing import IO
 
     from ..core.model import TreeRecord
@@ -142,6 +142,8 @@ class GitSource:
         return source_env(token)
 
     def _git(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[bytes]:
+        import subprocess  # deferred: the sync's common path starts git with ``git_proc``
+
         proc = subprocess.run(
             ["git", f"--git-dir={self.git_dir}", *args],
             capture_output=True,
@@ -162,6 +164,8 @@ class GitSource:
         return redact(f"{redact(self.location)}: {first}", [self._token])
 
     def _local_git_dir(self, path: Path) -> Path:
+        import subprocess
+
         proc = subprocess.run(
             ["git", "-C", str(path), "rev-parse", "--absolute-git-dir"],
             capture_output=True,
@@ -177,6 +181,8 @@ class GitSource:
             return
         root.mkdir(parents=True, exist_ok=True)
         tmp = self.git_dir.with_name(self.git_dir.name + f".init-{os.getpid()}")
+        import subprocess
+
         subprocess.run(["git", "init", "-q", "--bare", str(tmp)], check=True, env=self._env)
         try:
             tmp.rename(self.git_dir)
@@ -192,14 +198,9 @@ class GitSource:
             return self._fetch(ref)
         if self._git_dir is None:  # both answers from one git process
             argv = rev_parse_args(str(self._path), ref)
-            early = git_early.adopt(argv, self._env)  # started before the imports?
-            if early is not None:
-                out, _err, code = early.communicate()
-            else:
-                proc = subprocess.run(
-                    argv, capture_output=True, env=self._env, stdin=subprocess.DEVNULL
-                )
-                out, code = proc.stdout, proc.returncode
+            # started before the imports (``git_early``), or now
+            started = git_early.adopt(argv, self._env) or Spawned(argv, self._env)
+            out, _err, code = started.communicate()
             answer = out.decode().split("\n")
             if code == 0 and len(answer) == 3:
                 self._git_dir = Path(answer[0])
@@ -257,27 +258,23 @@ class GitSource:
         else the callable reads it (a small listing, started while Python imports: a
         thread would only take the interpreter's lock from the importer)."""
         only = ["--", *paths] if paths else []
-        proc = subprocess.Popen(
+        proc = Spawned(
             ["git", "--literal-pathspecs", f"--git-dir={self.git_dir}", "ls-tree", "-r", "-z",
              "--long", "--full-tree", commit, *only],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            stdin=subprocess.DEVNULL,
-            env=self._env,
+            self._env,
         )  # fmt: skip
-        box: list[tuple[bytes, bytes]] = []
         reader = None
         if threaded:
-            reader = threading.Thread(target=lambda: box.append(proc.communicate()), daemon=True)
+            import threading
+
+            reader = threading.Thread(target=proc.communicate, daemon=True)
             reader.start()
 
         def finish() -> tuple[list[TreeRecord], list[tuple[str, str]]]:
             if reader is not None:
                 reader.join()
-            elif not box:
-                box.append(proc.communicate())
-            out, err = box[0]
-            if proc.returncode != 0:
+            out, err, code = proc.communicate()
+            if code != 0:
                 raise RepositoryUnreachable(self._describe_failure(err))
             return _parse_ls_tree(out)
 
@@ -298,6 +295,8 @@ class GitSource:
         wanted = list(dict.fromkeys(oids))
         if not wanted:
             return {}
+        import subprocess
+
         proc = subprocess.run(
             ["git", f"--git-dir={self.git_dir}", "cat-file", "--batch-check"],
             input=("\n".join(wanted) + "\n").encode(),
@@ -318,8 +317,12 @@ class GitSource:
         return sizes
 
     def read_blob(self, oid: str) -> bytes:
-        proc = self._git("cat-file", "blob", oid)
-        return proc.stdout
+        out, err, code = Spawned(
+            ["git", f"--git-dir={self.git_dir}", "cat-file", "blob", oid], self._env
+        ).communicate()
+        if code != 0:
+            raise RepositoryUnreachable(self._describe_failure(err))
+        return out
 
     @contextmanager
     def blobs(self, oids: Iterable[str]) -> Iterator[BlobReader]:
@@ -334,21 +337,30 @@ class GitSource:
 class BlobReader:
     """Iterate ``(oid, size, chunks)``; each ``chunks`` must be consumed in turn."""
 
+    #: requests up to this size are written whole before the answers are read (git
+    #: takes them into the pipe's buffer); more are written by a feeder thread
+    _WRITTEN_AHEAD = 1 << 15
+
     def __init__(self, source: GitSource, oids: list[str]) -> None:
         self._oids = oids
-        self._proc = subprocess.Popen(
-            ["git", f"--git-dir={source.git_dir}", "cat-file", "--batch"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            env=source._env,
-            bufsize=CHUNK,
+        self._proc = Spawned(
+            ["git", f"--git-dir={source.git_dir}", "cat-file", "--batch"], source._env, streams=True
         )
-        self._feeder = threading.Thread(target=self._feed, daemon=True)
-        self._feeder.start()
+        stdin_fd, stdout_fd = self._proc.stdin_fd, self._proc.stdout_fd
+        self._proc.stdin_fd = self._proc.stdout_fd = -1  # closed through the files below
+        self._stdin = open(stdin_fd, "wb", buffering=0)  # noqa: SIM115 (closed by close())
+        self._stdout = open(stdout_fd, "rb", buffering=CHUNK)  # noqa: SIM115
+        self._feeder = None
+        if len(oids) * 41 <= self._WRITTEN_AHEAD:
+            self._feed()
+        else:
+            import threading
+
+            self._feeder = threading.Thread(target=self._feed, daemon=True)
+            self._feeder.start()
 
     def _feed(self) -> None:
-        stdin = self._proc.stdin
-        assert stdin is not None
+        stdin = self._stdin
         try:
             for i in range(0, len(self._oids), 512):
                 stdin.write(("\n".join(self._oids[i : i + 512]) + "\n").encode())
@@ -357,8 +369,7 @@ class BlobReader:
             pass  # the reader stopped early
 
     def __iter__(self) -> Iterator[tuple[str, int, Iterator[bytes]]]:
-        out = self._proc.stdout
-        assert out is not None
+        out = self._stdout
         for _ in self._oids:
             header = out.readline().split()
             if len(header) != 3:
@@ -379,10 +390,7 @@ class BlobReader:
             yield data
 
     def close(self) -> None:
-        if self._proc.poll() is None:
-            self._proc.kill()
-        self._proc.wait()
-        for f in (self._proc.stdout, self._proc.stdin):
-            if f is not None:
-                with suppress(BrokenPipeError, OSError):
-                    f.close()
+        self._proc.kill()  # ends it if it still runs (a reader that stopped early), reaps it
+        for f in (self._stdout, self._stdin):
+            with suppress(BrokenPipeError, OSError, ValueError):
+                f.close()
