@@ -36,7 +36,7 @@ def assert_nothing_left(ws: Path, pids: list[int]) -> None:
     for pid in pids:
         with pytest.raises(ChildProcessError):
             os.waitpid(pid, os.WNOHANG)
-    fd = os.open(ws / ".gitops-sync" / "lock", os.O_RDWR)
+    fd = os.open(ws / ".gitops-sync" / "lock", os.O_RDWR | os.O_CREAT)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     finally:
@@ -221,3 +221,17 @@ def test_a_no_op_and_an_incremental_sync_load_no_subprocess_nor_threading(tmp_pa
         assert "gitops_sync.sync_index" in imported  # the measure works
         assert set() == imported & {"subprocess", "threading", "signal"}
     assert_exact(repo, repo.git("rev-parse", "main"), ws)
+
+
+@pytest.mark.parametrize("bad", ["ref", "workspace"])
+def test_a_name_posix_spawn_refuses_leaves_the_early_start_to_the_sync(
+    tmp_path: Path, bad: str
+) -> None:
+    """A NUL in the ref or the workspace path: nothing starts early, nothing is left, and
+    the early start raises nothing (the sync reports what it reports without it)."""
+    repo = Repo(tmp_path / "repo")
+    ws = tmp_path / "ws"
+    settled(repo, ws)
+    ref, where = ("ma\0in", str(ws)) if bad == "ref" else ("main", f"{ws}\0x")
+    git_early.start_sync(str(repo.path), ref, where, None)
+    assert_nothing_left(ws, [])

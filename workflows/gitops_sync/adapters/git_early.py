@@ -245,7 +245,15 @@ def _is_plain(path: str) -> bool:
 
 def start_sync(repo: str, ref: str, workspace: str, token: str | None) -> None:
     """What ``sync_run.run`` is about to start, started now (see the module's doc): only
-    for a local repository and a workspace with an index, and only once its lock is held."""
+    for a local repository and a workspace with an index, and only once its lock is held.
+    Best effort: whatever fails here, the sync starts what it needs itself."""
+    try:
+        _start_sync(repo, ref, workspace, token)
+    except Exception:  # a guess that fails is no guess
+        discard()
+
+
+def _start_sync(repo: str, ref: str, workspace: str, token: str | None) -> None:
     if "://" in repo or "@" in repo or not ref or ref.startswith("-") or ".." in ref:
         return  # a URL (fetched first), or a ref ``resolve`` refuses
     if any(c.isspace() for c in ref):
@@ -270,15 +278,12 @@ def start_sync(repo: str, ref: str, workspace: str, token: str | None) -> None:
         os.close(fd)
         return
     _locks.append(fd)
-    try:
-        if _is_plain(repo):  # as ``str(Path(repo))`` gives it
-            spawn(rev_parse_args(repo, ref), source_env(token))
-        if not probe_chmod(tmp):
-            return  # no index scan is started where modes are not trusted
-        env = index_env(root, True)
-        spawn(index_argv(root, DIFF_FILES), env)
-        from .dir_stamps import DirStamps
+    if _is_plain(repo):  # as ``str(Path(repo))`` gives it
+        spawn(rev_parse_args(repo, ref), source_env(token))
+    if not probe_chmod(tmp):
+        return  # no index scan is started where modes are not trusted
+    env = index_env(root, True)
+    spawn(index_argv(root, DIFF_FILES), env)
+    from .dir_stamps import DirStamps
 
-        _spawn_untracked(DirStamps(root, meta), index_checksum(index_file), env)
-    except OSError:
-        discard()
+    _spawn_untracked(DirStamps(root, meta), index_checksum(index_file), env)

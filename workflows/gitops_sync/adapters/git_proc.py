@@ -129,6 +129,11 @@ class Spawned:
         self._input = None
         return b"".join(chunks[self._out]), b"".join(chunks[self._err])
 
+    def __del__(self) -> None:
+        # Never asked for (an error on the way): no descriptor left open, no zombie left.
+        if getattr(self, "_result", ()) is None:
+            self.kill()
+
     def kill(self) -> None:
         """End it (if it still runs) and reap it."""
         if self._result is None:
