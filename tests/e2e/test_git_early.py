@@ -235,3 +235,38 @@ def test_a_name_posix_spawn_refuses_leaves_the_early_start_to_the_sync(
     ref, where = ("ma\0in", str(ws)) if bad == "ref" else ("main", f"{ws}\0x")
     git_early.start_sync(str(repo.path), ref, where, None)
     assert_nothing_left(ws, [])
+
+
+def test_a_no_op_and_an_incremental_sync_load_no_pathlib(tmp_path: Path) -> None:
+    """The store, the index and the source keep their paths as strings: neither a no-op
+    nor an incremental sync of a local repository loads ``pathlib`` (nor ``urllib.parse``,
+    which it brings)."""
+    repo = Repo(tmp_path / "repo")
+    ws = tmp_path / "ws"
+    settled(repo, ws)
+    cmd = [sys.executable, "-X", "importtime", "-m", "gitops_sync", "sync", "--repo",
+           str(repo.path), "--ref", "main", "--workspace", str(ws)]  # fmt: skip
+    for change in ("", "changed\n"):
+        if change:
+            repo.write("d1/f001.txt", change)
+            repo.commit("B")
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        assert 0 == proc.returncode, proc.stderr
+        imported = {ln.rsplit("|", 1)[1].strip() for ln in proc.stderr.splitlines() if "|" in ln}
+        assert "gitops_sync.sync_index" in imported  # the measure works
+        assert set() == imported & {"pathlib", "urllib.parse", "fnmatch"}
+    assert_exact(repo, repo.git("rev-parse", "main"), ws)
+
+
+@pytest.mark.parametrize("given", ["ws", "./ws", "ws/", "ws//", "sub/../ws", "ABS"])
+def test_the_store_root_is_the_path_pathlib_gives(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, given: str
+) -> None:
+    """``DirectoryStore`` keeps a string: its ``root``, ``local_root`` and ``local_path``
+    are what ``Path(root).absolute()`` gives, relative, dotted or absolute."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "sub").mkdir()
+    raw = str(tmp_path / "ws") if given == "ABS" else given
+    store = DirectoryStore(raw)
+    assert Path(raw).absolute() == store.root == store.local_root
+    assert str(Path(raw).absolute()) == store.local_path == store.describe()

@@ -11,14 +11,15 @@ import fcntl
 import os
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 from ..core.errors import ConflictError
 from .git_early import adopt_lock
 
 
 @contextlib.contextmanager
-def hold_flock(path: Path, busy: str, *, wait: float = 0.0, poll: float = 0.05) -> Iterator[None]:
+def hold_flock(
+    path: str | os.PathLike[str], busy: str, *, wait: float = 0.0, poll: float = 0.05
+) -> Iterator[None]:
     """Hold PATH's lock for the block, waiting up to WAIT s; else ``ConflictError(busy)``.
 
     Each call opens its own file description, so two threads exclude each other too.

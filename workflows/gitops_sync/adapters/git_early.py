@@ -226,7 +226,7 @@ def discard() -> None:
 
 
 # ---------------------------------------------------------------- the sync's
-def _as_pathlib(path: str) -> str | None:
+def as_pathlib(path: str) -> str | None:
     """PATH as ``str(pathlib.Path(path).absolute())`` gives it, for the plain cases (None
     for the others: nothing is started early for them)."""
     if not path.startswith("/"):
@@ -253,12 +253,21 @@ def start_sync(repo: str, ref: str, workspace: str, token: str | None) -> None:
         discard()
 
 
+def path_str(path: str) -> str:
+    """``str(pathlib.Path(path))``, without pathlib for the plain cases."""
+    if _is_plain(path):
+        return path
+    from pathlib import Path
+
+    return str(Path(path))
+
+
 def _start_sync(repo: str, ref: str, workspace: str, token: str | None) -> None:
     if "://" in repo or "@" in repo or not ref or ref.startswith("-") or ".." in ref:
         return  # a URL (fetched first), or a ref ``resolve`` refuses
     if any(c.isspace() for c in ref):
         return
-    root = _as_pathlib(workspace)
+    root = as_pathlib(workspace)
     if root is None or root == "/":
         return
     meta = os.path.join(root, META_DIR)

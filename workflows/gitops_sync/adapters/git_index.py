@@ -16,7 +16,6 @@ import contextlib
 import os
 import struct
 from collections.abc import Callable, Iterable
-from pathlib import Path
 
 from ..core.model import RESERVED_DIR as META_DIR
 from . import git_early
@@ -28,6 +27,11 @@ ZERO_OID = "0" * 40
 _ATTRIBUTES = b"* -text -filter -ident -working-tree-encoding -eol\n"
 #: entries checked out per ``git checkout-index`` run; the lease is checked in between
 CHECKOUT_BATCH = 4096
+
+
+def _read(path: str) -> bytes:
+    with open(path, "rb") as f:
+        return f.read()
 
 
 class IndexUnusable(Exception):
@@ -89,7 +93,7 @@ class WorktreeScan:
 
     def __init__(
         self,
-        index_file: Path,
+        index_file: str,
         commit: str,
         *finishers: Callable[[], bytes],
         dir_stamps: dict[str, str] | None = None,
@@ -109,30 +113,38 @@ class WorktreeScan:
 class WorkspaceIndex:
     """The git index of one workspace directory; reads need no writes."""
 
-    def __init__(self, root: Path, objects_dir: Path, *, trust_mode: bool = True) -> None:
-        self.root = root
-        self.meta = root / META_DIR
-        self.git_dir = self.meta / "git"
-        self.index_file = self.meta / "index"
-        self._objects = objects_dir
+    def __init__(
+        self,
+        root: str | os.PathLike[str],
+        objects_dir: str | os.PathLike[str],
+        *,
+        trust_mode: bool = True,
+    ) -> None:
+        # strings, not pathlib: this loads on every sync's start-up
+        self.root = os.fspath(root)
+        self.meta = os.path.join(self.root, META_DIR)
+        self.git_dir = os.path.join(self.meta, "git")
+        self.index_file = os.path.join(self.meta, "index")
+        self._objects = os.fspath(objects_dir)
         self.trust_mode = trust_mode
         self._env = index_env(str(root), trust_mode)
         # where stamps cannot be trusted (an SMB mount), every directory is read every time
-        self.dir_stamps = DirStamps(str(root), str(self.meta)) if trust_mode else None
+        self.dir_stamps = DirStamps(self.root, self.meta) if trust_mode else None
 
     # ------------------------------------------------------------------ setup
-    def _files(self) -> dict[Path, bytes]:
+    def _files(self) -> dict[str, bytes]:
+        git = self.git_dir
         return {
-            self.git_dir / "HEAD": b"ref: refs/heads/main\n",
-            self.git_dir / "config": b"[core]\n\trepositoryformatversion = 0\n\tbare = false\n",
-            self.git_dir / "objects" / "info" / "alternates": f"{self._objects}\n".encode(),
-            self.git_dir / "info" / "attributes": _ATTRIBUTES,
+            os.path.join(git, "HEAD"): b"ref: refs/heads/main\n",
+            os.path.join(git, "config"): b"[core]\n\trepositoryformatversion = 0\n\tbare = false\n",
+            os.path.join(git, "objects", "info", "alternates"): f"{self._objects}\n".encode(),
+            os.path.join(git, "info", "attributes"): _ATTRIBUTES,
         }
 
     def ready(self) -> bool:
         """True when the git directory exists as ``prepare`` leaves it (read-only check)."""
         try:
-            return all(p.read_bytes() == data for p, data in self._files().items())
+            return all(_read(p) == data for p, data in self._files().items())
         except OSError:
             return False
 
@@ -140,30 +152,33 @@ class WorkspaceIndex:
         """Create or repair the private git directory; drop a lock a killed git left."""
         for path, data in self._files().items():
             try:
-                if path.read_bytes() == data:
+                if _read(path) == data:
                     continue
             except OSError:
                 pass
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(path.name + ".tmp")
-            tmp.write_bytes(data)
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            tmp = path + ".tmp"
+            with open(tmp, "wb") as f:
+                f.write(data)
             os.replace(tmp, path)
-        (self.git_dir / "refs").mkdir(exist_ok=True)
+        os.makedirs(os.path.join(self.git_dir, "refs"), exist_ok=True)
         # The caller holds the workspace (lease + lock): a lock file now is a dead git's.
-        self.index_file.with_name("index.lock").unlink(missing_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(os.path.join(self.meta, "index.lock"))
 
     @property
     def exists(self) -> bool:
-        return self.index_file.is_file()
+        return os.path.isfile(self.index_file)
 
     def remove(self) -> None:
-        self.index_file.unlink(missing_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.index_file)
         if self.dir_stamps is not None:
             self.dir_stamps.remove()
 
     def checksum(self) -> str | None:
         """The index file's own trailing SHA-1: names this exact state of the index."""
-        return index_checksum(str(self.index_file))
+        return index_checksum(self.index_file)
 
     def entry_count(self) -> int:
         """How many files the index lists (its header says so)."""
@@ -182,7 +197,7 @@ class WorkspaceIndex:
             import subprocess
 
             proc = subprocess.run(
-                index_argv(str(self.root), args),
+                index_argv(self.root, args),
                 input=stdin,
                 capture_output=True,
                 env=self._env,
@@ -191,7 +206,7 @@ class WorkspaceIndex:
             )
             return self._answer(args, proc.stdout, proc.stderr, proc.returncode)
         return self._answer(
-            args, *Spawned(index_argv(str(self.root), args), self._env, stdin).communicate()
+            args, *Spawned(index_argv(self.root, args), self._env, stdin).communicate()
         )
 
     @staticmethod
@@ -209,7 +224,7 @@ class WorkspaceIndex:
         answer larger than a pipe's buffer waits in git until the callable reads it.
         A process ``git_early`` started for this very command is taken over.
         """
-        argv = index_argv(str(self.root), args)
+        argv = index_argv(self.root, args)
         proc = git_early.adopt(argv, self._env) or Spawned(argv, self._env)
         return lambda: self._answer(args, *proc.communicate())
 
@@ -305,7 +320,7 @@ class WorkspaceIndex:
         """Every directory of COMMIT's tree that the workspace holds as a directory."""
         out = self._run("ls-tree", "-r", "-d", "-z", "--name-only", "--full-tree", commit)
         names = [raw.decode("utf-8", "surrogateescape") for raw in out.split(b"\0") if raw]
-        return [n for n in names if n != META_DIR and os.path.isdir(self.root / n)]
+        return [n for n in names if n != META_DIR and os.path.isdir(os.path.join(self.root, n))]
 
     # ----------------------------------------------------------------- writes
     def reset(self, entries: Iterable[tuple[str, int, str]]) -> None:

@@ -14,12 +14,11 @@ import os
 import re
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, suppress
-from pathlib import Path
 
 from ..core.errors import NotARepository, RepositoryUnreachable, UnknownRef, UsageError
 from ..core.redact import redact
 from . import git_early
-from .git_early import rev_parse_args, source_env
+from .git_early import path_str, rev_parse_args, source_env
 from .git_proc import Spawned
 
 TYPE_CHECKING = False  # typing's, without loading typing (the sync's start-up); mypy reads it True
@@ -101,36 +100,43 @@ def is_url(location: str) -> bool:
 class GitSource:
     """One repository, opened for reading (and fetching, for a URL)."""
 
-    def __init__(self, location: str, *, cache_dir: Path | None = None, token: str | None = None):
+    def __init__(
+        self,
+        location: str,
+        *,
+        cache_dir: str | os.PathLike[str] | None = None,
+        token: str | None = None,
+    ):
         if not location:
             raise UsageError("--repo is empty")
         self.location = location
         self.remote = is_url(location)
         self._token = token
         self._env = self._git_env(token)
-        self._objects_dir: Path | None = None
-        self._git_dir: Path | None = None
+        # strings, not pathlib: this loads on every sync's start-up
+        self._objects_dir: str | None = None
+        self._git_dir: str | None = None
         self._prefetched: dict[
             tuple[str, tuple[str, ...]],
             Callable[[], tuple[list[TreeRecord], list[tuple[str, str]]]],
         ] = {}
-        self._path = Path(location)
+        self._path = path_str(location)  # as ``str(pathlib.Path(location))``
         if self.remote:
             if cache_dir is None:
                 raise UsageError("a cache directory is needed to fetch a URL")
-            root = cache_dir
+            root = os.fspath(cache_dir)
             import hashlib
 
             key = hashlib.sha256(redact(location).encode()).hexdigest()[:24]
-            self._git_dir = root / f"{key}.git"
+            self._git_dir = os.path.join(root, f"{key}.git")
             self._init_cache(root)
-        elif not self._path.exists():
+        elif not os.path.exists(self._path):
             raise NotARepository(f"{self._path}: no such file or directory")
         # A local repository's git directory is asked of git on first use: ``resolve``
         # asks for it and for the commit in one process.
 
     @property
-    def git_dir(self) -> Path:
+    def git_dir(self) -> str:
         """The repository's git directory (a local one's is found on first use)."""
         if self._git_dir is None:
             self._git_dir = self._local_git_dir(self._path)
@@ -163,31 +169,31 @@ class GitSource:
         first = first.removeprefix("fatal: ").removeprefix("error: ")
         return redact(f"{redact(self.location)}: {first}", [self._token])
 
-    def _local_git_dir(self, path: Path) -> Path:
+    def _local_git_dir(self, path: str) -> str:
         import subprocess
 
         proc = subprocess.run(
-            ["git", "-C", str(path), "rev-parse", "--absolute-git-dir"],
+            ["git", "-C", path, "rev-parse", "--absolute-git-dir"],
             capture_output=True,
             env=self._env,
             stdin=subprocess.DEVNULL,
         )
         if proc.returncode != 0:
             raise NotARepository(f"{path}: not a git repository")
-        return Path(proc.stdout.decode().strip())
+        return proc.stdout.decode().strip()
 
-    def _init_cache(self, root: Path) -> None:
-        if (self.git_dir / "HEAD").exists():
+    def _init_cache(self, root: str) -> None:
+        if os.path.exists(os.path.join(self.git_dir, "HEAD")):
             return
-        root.mkdir(parents=True, exist_ok=True)
-        tmp = self.git_dir.with_name(self.git_dir.name + f".init-{os.getpid()}")
+        os.makedirs(root, exist_ok=True)
+        tmp = self.git_dir + f".init-{os.getpid()}"
         import subprocess
 
-        subprocess.run(["git", "init", "-q", "--bare", str(tmp)], check=True, env=self._env)
+        subprocess.run(["git", "init", "-q", "--bare", tmp], check=True, env=self._env)
         try:
-            tmp.rename(self.git_dir)
+            os.rename(tmp, self.git_dir)
         except OSError:  # another process created it first
-            subprocess.run(["rm", "-rf", str(tmp)], check=False)
+            subprocess.run(["rm", "-rf", tmp], check=False)
 
     # ------------------------------------------------------------------ public
     def resolve(self, ref: str) -> str:
@@ -197,13 +203,13 @@ class GitSource:
         if self.remote:
             return self._fetch(ref)
         if self._git_dir is None:  # both answers from one git process
-            argv = rev_parse_args(str(self._path), ref)
+            argv = rev_parse_args(self._path, ref)
             # started before the imports (``git_early``), or now
             started = git_early.adopt(argv, self._env) or Spawned(argv, self._env)
             out, _err, code = started.communicate()
             answer = out.decode().split("\n")
             if code == 0 and len(answer) == 3:
-                self._git_dir = Path(answer[0])
+                self._git_dir = answer[0]
                 return answer[1]
         proc = self._git(
             "rev-parse", "--verify", "--quiet", "--end-of-options", f"{ref}^{{commit}}", check=False
@@ -281,13 +287,13 @@ class GitSource:
         return finish
 
     @property
-    def objects_dir(self) -> Path:
+    def objects_dir(self) -> str:
         """Where this repository's objects are (a linked worktree shares its main one's)."""
         if self._objects_dir is None:
             common = self.git_dir
-            with suppress(OSError):  # a linked worktree names its main git dir here
-                common = self.git_dir / (self.git_dir / "commondir").read_text().strip()
-            self._objects_dir = Path(os.path.normpath(common / "objects"))
+            with suppress(OSError), open(os.path.join(common, "commondir")) as f:
+                common = os.path.join(common, f.read().strip())  # a linked worktree's main
+            self._objects_dir = os.path.normpath(os.path.join(common, "objects"))
         return self._objects_dir
 
     def blob_sizes(self, oids: Iterable[str]) -> dict[str, int]:
