@@ -203,6 +203,9 @@ def bench(
         for d in (full_ws, full_tar):
             shutil.rmtree(d, ignore_errors=True)
         full_tar.mkdir()
+        # the previous round's 2 x 200 MB (and their removal) reach the disk now, not
+        # while the next round's first side runs
+        os.sync()
 
     if "full" in rows:
         full = rounds(

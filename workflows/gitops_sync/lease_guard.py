@@ -46,6 +46,13 @@ class LeaseGuardedStore:
         return getattr(self.store, "local_root", None)
 
     @property
+    def local_path(self) -> str | None:
+        """``local_root`` as a string (without loading pathlib), else None."""
+        from .sync import local_path
+
+        return local_path(self.store)
+
+    @property
     def trust_mode(self) -> bool:
         return bool(getattr(self.store, "trust_mode", True))
 

@@ -77,6 +77,11 @@ class LocalDirectory(WorkspaceStore, Protocol):
     def local_root(self) -> Path: ...
 
     @property
+    def local_path(self) -> str:
+        """``local_root`` as a string (the sync's path: no pathlib)."""
+        ...
+
+    @property
     def trust_mode(self) -> bool:
         """False where chmod does not stick (an SMB mount): modes read back are ignored."""
         ...

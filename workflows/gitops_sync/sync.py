@@ -8,6 +8,7 @@ written last, so a crash anywhere leaves a state the next sync repairs exactly.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator, Mapping
 
@@ -96,6 +97,15 @@ class SyncResult(Value):
             "skipped": [{"path": s.path, "reason": s.reason} for s in self.plan.skipped],
             "functions": self.functions.as_json(),
         }
+
+
+def local_path(store: WorkspaceStore) -> str | None:
+    """The folder a local store is, as a string (``local_path``, else ``local_root``), or
+    None: a store that is not a folder on this machine. No pathlib on the way."""
+    if hasattr(store, "local_path"):
+        return store.local_path
+    root = getattr(store, "local_root", None)
+    return None if root is None else os.fspath(root)
 
 
 def _read_small_blob(source: GitSource, desired: dict[str, SourceFile], path: str) -> bytes:
@@ -225,7 +235,7 @@ def _write_all(
     by_blob = iter(writes)
     with source.blobs(f.blob_id for f in writes) as blobs:
         # a few local writes are quicker in turn than through a thread pool
-        few_local = len(writes) < 8 and getattr(store, "local_root", None) is not None
+        few_local = len(writes) < 8 and local_path(store) is not None
         if store.max_concurrency <= 1 or few_local:
             for (_oid, size, chunks), f in zip(blobs, by_blob, strict=True):
                 f.size = size  # known here where the listing gave none (``sync_index``)

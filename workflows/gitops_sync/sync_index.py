@@ -33,7 +33,7 @@ from .core.manifest import Manifest, appended_pieces, dumps_rows, loads_header
 from .core.model import MODE_EXEC, MODE_FILE, Content, Skipped, SourceFile, TreeRecord
 from .core.plan import Plan, directories_of, plan_sync
 from .core.select import SYNCIGNORE, SyncIgnore, select_desired
-from .sync import MANIFEST, SyncResult, _apply, next_header, verify_contents
+from .sync import MANIFEST, SyncResult, _apply, local_path, next_header, verify_contents
 
 TYPE_CHECKING = False  # typing's, without loading typing (the sync's start-up); mypy reads it True
 
@@ -52,13 +52,13 @@ def _note(message: str, *args: object) -> None:
 
 def local_directory(store: WorkspaceStore) -> LocalDirectory | None:
     """The store as a case-sensitive local folder, or None (the manifest path is used)."""
-    if getattr(store, "local_root", None) is None or store.case_insensitive:
+    if local_path(store) is None or store.case_insensitive:
         return None
     return store  # type: ignore[return-value]  # a LocalDirectory (its local_root says so)
 
 
 def workspace_index(source: GitSource, store: LocalDirectory) -> WorkspaceIndex:
-    return WorkspaceIndex(store.local_root, source.objects_dir, trust_mode=store.trust_mode)
+    return WorkspaceIndex(store.local_path, source.objects_dir, trust_mode=store.trust_mode)
 
 
 def sync_with_index(
@@ -220,7 +220,7 @@ def _incremental(
         scan = idx.start_scan(commit, stamps=not dry_run)
     changes, drift, untracked, bad_names = idx.observe(commit, scan)
     few, _ = finish_few()
-    if os.path.lexists(store.local_root / ".git"):
+    if os.path.lexists(os.path.join(store.local_path, ".git")):
         untracked.append(".git")  # git never lists its own name; the sync removes it
     records: list[TreeRecord] | None = None
     if any(c.path == SYNCIGNORE for c in changes):

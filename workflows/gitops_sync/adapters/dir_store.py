@@ -13,7 +13,6 @@ import errno
 import os
 import stat
 from collections.abc import Iterable, Iterator
-from pathlib import Path
 
 from ..core.errors import WorkspaceNotWritable
 from ..core.model import RESERVED_DIR as META_DIR
@@ -21,6 +20,8 @@ from ..core.model import RESERVED_DIR as META_DIR
 TYPE_CHECKING = False  # typing's, without loading typing (the sync's start-up); mypy reads it True
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from ..core.model import Content, Listing
 
 # The sync's start-up opens this store before git starts and loads the model types
@@ -28,6 +29,18 @@ if TYPE_CHECKING:
 _EXEC = 0o100755  # core.model.MODE_EXEC (git's mode of an executable file)
 
 CHUNK = 1 << 20
+
+
+def _absolute(root: str) -> str:
+    """``str(pathlib.Path(root).absolute())``, without pathlib for the plain cases."""
+    from .git_early import as_pathlib
+
+    plain = as_pathlib(root)
+    if plain is None:
+        from pathlib import Path
+
+        return str(Path(root).absolute())
+    return plain
 
 
 def _stamp(st: os.stat_result) -> str:
@@ -38,16 +51,27 @@ class DirectoryStore:
     max_concurrency = 4
 
     def __init__(self, root: str | os.PathLike[str]) -> None:
-        self.root = Path(root).absolute()
-        self._meta = self.root / META_DIR
-        self._tmp = self._meta / "tmp"
+        # Strings, not pathlib (a sixth of a sync's start-up); ``root`` is the Path
+        self._root = _absolute(os.fspath(root))
+        self._meta = os.path.join(self._root, META_DIR)
+        self._tmp = os.path.join(self._meta, "tmp")
+        self._root_path: Path | None = None
         self._case_insensitive: bool | None = None
         self._trust_mode: bool | None = None
         self._made_dirs: set[str] = set()
 
     # -------------------------------------------------------------- identity
+    @property
+    def root(self) -> Path:
+        """The folder, absolute (as ``pathlib.Path(root).absolute()``)."""
+        if self._root_path is None:
+            from pathlib import Path
+
+            self._root_path = Path(self._root)
+        return self._root_path
+
     def describe(self) -> str:
-        return str(self.root)
+        return self._root
 
     @property
     def local_root(self) -> Path:
@@ -55,30 +79,27 @@ class DirectoryStore:
         return self.root
 
     @property
+    def local_path(self) -> str | None:
+        """``local_root`` as a string (None where it is None), without loading pathlib."""
+        if type(self).local_root is not DirectoryStore.local_root:  # a subclass decides
+            root = self.local_root
+            return None if root is None else os.fspath(root)
+        return self._root
+
+    @property
     def trust_mode(self) -> bool:
         """False where chmod does not stick (an SMB mount: the mode comes from the mount
         options); the executable bit read back then says nothing, and is not compared."""
         if self._trust_mode is None:
-            if not self._tmp.is_dir():
+            if not os.path.isdir(self._tmp):
                 return True  # nothing written yet (a dry run): probe on the first real sync
             self._trust_mode = self._probe_chmod()
         return self._trust_mode
 
     def _probe_chmod(self) -> bool:
-        probe = self._tmp / f"mode-{os.urandom(8).hex()}"
-        try:
-            fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-            try:
-                self._fchmod(fd, 0o644)
-                before = os.fstat(fd).st_mode & 0o777
-                self._fchmod(fd, 0o755)
-                after = os.fstat(fd).st_mode & 0o777
-            finally:
-                os.close(fd)
-                probe.unlink(missing_ok=True)
-        except OSError:
-            return True
-        return (before, after) == (0o644, 0o755)
+        from .git_early import probe_chmod
+
+        return probe_chmod(self._tmp, self._fchmod)
 
     def _fchmod(self, fd: int, perm: int) -> None:
         """The one place modes are set (a test layer overrides it to act as an SMB mount)."""
@@ -95,9 +116,9 @@ class DirectoryStore:
         # change nothing): a short-lived temporary file, then look it up upper-cased.
         # The sync's own temporary folder first: a probe in the workspace's top folder
         # would move its stamp (``adapters.dir_stamps``) on every sync.
-        where = self._tmp if self._tmp.is_dir() else self.root
-        while not where.is_dir() and where != where.parent:
-            where = where.parent
+        where = self._tmp if os.path.isdir(self._tmp) else self._root
+        while not os.path.isdir(where) and where != os.path.dirname(where):
+            where = os.path.dirname(where)
         probe = os.path.join(where, f".gitops-sync-probe-{os.urandom(8).hex()}")
         try:
             os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600))
@@ -110,21 +131,24 @@ class DirectoryStore:
 
     def name_problem(self, path: str) -> str | None:
         # A case-insensitive directory here is the SMB mount of an Azure Files share.
-        from ..core.paths import azure_files_name_problem
+        if not self.case_insensitive:
+            return None
+        from ..core.paths import azure_files_name_problem  # loads urllib.parse
 
-        return azure_files_name_problem(path) if self.case_insensitive else None
+        return azure_files_name_problem(path)
 
     def check_writable(self) -> None:
-        if self.root.exists() and not self.root.is_dir():
-            raise WorkspaceNotWritable(f"workspace {self.root} is not a directory")
+        if os.path.exists(self._root) and not os.path.isdir(self._root):
+            raise WorkspaceNotWritable(f"workspace {self._root} is not a directory")
         try:
-            self._tmp.mkdir(parents=True, exist_ok=True)
-            probe = self._tmp / f"probe-{os.urandom(16).hex()}"
-            probe.write_bytes(b"")
-            probe.unlink()
+            os.makedirs(self._tmp, exist_ok=True)
+            probe = os.path.join(self._tmp, f"probe-{os.urandom(16).hex()}")
+            with open(probe, "wb"):
+                pass
+            os.unlink(probe)
         except OSError as exc:
             raise WorkspaceNotWritable(
-                f"workspace {self.root} is not writable ({exc.strerror or exc})"
+                f"workspace {self._root} is not writable ({exc.strerror or exc})"
             ) from exc
 
     @contextlib.contextmanager
@@ -132,8 +156,9 @@ class DirectoryStore:
         """Hold the workspace for one sync at a time on this machine (flock)."""
         from .flock import hold_flock
 
-        self._meta.mkdir(parents=True, exist_ok=True)
-        with hold_flock(self._meta / "lock", f"another sync is running on {self.root}"):
+        os.makedirs(self._meta, exist_ok=True)
+        lock = os.path.join(self._meta, "lock")
+        with hold_flock(lock, f"another sync is running on {self._root}"):
             yield
 
     # ---------------------------------------------------------------- listing
@@ -141,14 +166,14 @@ class DirectoryStore:
         from ..core.model import Listing
 
         listing = Listing()
-        if self.root.is_dir():
-            self._walk(str(self.root), "", listing)
+        if os.path.isdir(self._root):
+            self._walk(self._root, "", listing)
         return listing
 
     def is_empty(self) -> bool:
         """True when the folder holds nothing but ``.gitops-sync/`` (or does not exist)."""
         try:
-            with os.scandir(self.root) as it:
+            with os.scandir(self._root) as it:
                 return all(e.name == META_DIR for e in it)
         except FileNotFoundError:
             return True
@@ -159,6 +184,7 @@ class DirectoryStore:
         from ..core.model import Listing, ObservedFile
 
         listing = Listing()
+        root = self._root
         real_dir: dict[str, bool] = {"": True}
 
         def under_real_dirs(path: str) -> bool:
@@ -171,7 +197,7 @@ class DirectoryStore:
             for d in reversed(chain):
                 if ok:
                     try:
-                        ok = stat.S_ISDIR(os.lstat(self.root / d).st_mode)
+                        ok = stat.S_ISDIR(os.lstat(os.path.join(root, d)).st_mode)
                     except OSError:
                         ok = False
                 real_dir[d] = ok
@@ -184,12 +210,12 @@ class DirectoryStore:
             if not under_real_dirs(path):
                 continue
             try:
-                st = os.lstat(self.root / path)
+                st = os.lstat(os.path.join(root, path))
             except (FileNotFoundError, NotADirectoryError):
                 continue
             if stat.S_ISDIR(st.st_mode):
                 listing.dirs.add(path)
-                self._walk(str(self.root / path), path + "/", listing)
+                self._walk(os.path.join(root, path), path + "/", listing)
             elif stat.S_ISREG(st.st_mode):
                 listing.files[path] = ObservedFile(path, st.st_size, _stamp(st))
             else:
@@ -220,7 +246,7 @@ class DirectoryStore:
         from ..core.blobid import BlobHasher  # deferred: hashlib loads OpenSSL; a no-op needs none
         from ..core.model import MODE_EXEC, MODE_FILE, Content
 
-        full = self.root / path
+        full = os.path.join(self._root, path)
 
         with open(full, "rb", buffering=0) as f:
             st = os.fstat(f.fileno())
@@ -233,16 +259,16 @@ class DirectoryStore:
     def _ensure_parent(self, path: str) -> None:
         parent = path.rpartition("/")[0]
         if parent and parent not in self._made_dirs:
-            os.makedirs(self.root / parent, exist_ok=True)
+            os.makedirs(os.path.join(self._root, parent), exist_ok=True)
             self._made_dirs.add(parent)
 
     def write_file(self, path: str, mode: int, chunks: Iterable[bytes]) -> str:
-        tmp = self._tmp / os.urandom(16).hex()
+        tmp = os.path.join(self._tmp, os.urandom(16).hex())
         perm = 0o755 if mode == _EXEC else 0o644
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, perm)
         except FileNotFoundError:
-            self._tmp.mkdir(parents=True, exist_ok=True)
+            os.makedirs(self._tmp, exist_ok=True)
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, perm)
         try:
             with os.fdopen(fd, "wb", buffering=0) as f:
@@ -250,7 +276,7 @@ class DirectoryStore:
                 for chunk in chunks:
                     f.write(chunk)
             self._ensure_parent(path)
-            final = self.root / path
+            final = os.path.join(self._root, path)
             try:
                 os.replace(tmp, final)
             except FileNotFoundError:  # a parent vanished since it was made: make it again
@@ -272,15 +298,15 @@ class DirectoryStore:
             os.close(fd)
 
     def rename(self, old: str, new: str) -> None:
-        os.rename(self.root / old, self.root / new)
+        os.rename(os.path.join(self._root, old), os.path.join(self._root, new))
 
     def delete_file(self, path: str) -> None:
         with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.root / path)
+            os.unlink(os.path.join(self._root, path))
 
     def delete_dir(self, path: str) -> None:
         try:
-            os.rmdir(self.root / path)
+            os.rmdir(os.path.join(self._root, path))
         except FileNotFoundError:
             pass
         except OSError as exc:
@@ -290,7 +316,7 @@ class DirectoryStore:
 
     def clean_temporaries(self) -> None:
         self._made_dirs.clear()  # a long-lived worker must not trust an old sync's view
-        if self._tmp.is_dir():
+        if os.path.isdir(self._tmp):
             for entry in os.scandir(self._tmp):
                 with contextlib.suppress(OSError):
                     os.unlink(entry.path)
@@ -298,24 +324,25 @@ class DirectoryStore:
     # ------------------------------------------------------------- bookkeeping
     def read_meta(self, name: str) -> bytes | None:
         try:
-            return (self._meta / name).read_bytes()
+            with open(os.path.join(self._meta, name), "rb") as f:
+                return f.read()
         except (FileNotFoundError, NotADirectoryError):
             return None
 
     def write_meta(self, name: str, data: bytes) -> None:
-        self._tmp.mkdir(parents=True, exist_ok=True)
-        tmp = self._tmp / f"meta-{os.urandom(16).hex()}"
+        os.makedirs(self._tmp, exist_ok=True)
+        tmp = os.path.join(self._tmp, f"meta-{os.urandom(16).hex()}")
         # Not fsynced: on ext4 that would flush every file the sync just wrote. After a
         # power loss a torn manifest reads as absent, and the next sync hashes instead.
         with open(tmp, "wb") as f:
             f.write(data)
-        os.replace(tmp, self._meta / name)
+        os.replace(tmp, os.path.join(self._meta, name))
 
     def read_meta_head(self, name: str) -> tuple[bytes, int] | None:
         """NAME's first line (without its newline) and how many bytes follow it, reading
         only that line; None when absent."""
         try:
-            with open(self._meta / name, "rb") as f:
+            with open(os.path.join(self._meta, name), "rb") as f:
                 first = f.readline()
                 size = os.fstat(f.fileno()).st_size
         except (FileNotFoundError, NotADirectoryError):
@@ -328,7 +355,7 @@ class DirectoryStore:
         Python objects, never parsed."""
         import mmap  # deferred: only an incremental sync appends
 
-        with open(self._meta / name, "rb") as f:
+        with open(os.path.join(self._meta, name), "rb") as f:
             if os.fstat(f.fileno()).st_size <= skip:
                 data = head + tail
             else:
@@ -350,7 +377,7 @@ class DirectoryStore:
         """
         flags = os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW
         parts = path.split("/")
-        fd = os.open(self.root, os.O_RDONLY | os.O_CLOEXEC | os.O_DIRECTORY)
+        fd = os.open(self._root, os.O_RDONLY | os.O_CLOEXEC | os.O_DIRECTORY)
         try:
             for part in parts[:-1]:
                 try:

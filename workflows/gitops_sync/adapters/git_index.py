@@ -15,18 +15,23 @@ from __future__ import annotations
 import contextlib
 import os
 import struct
-import subprocess
 from collections.abc import Callable, Iterable
-from pathlib import Path
 
 from ..core.model import RESERVED_DIR as META_DIR
+from . import git_early
 from .dir_stamps import DirStamps
+from .git_early import DIFF_FILES, index_argv, index_checksum, index_env, untracked_args
+from .git_proc import Spawned
 
 ZERO_OID = "0" * 40
 _ATTRIBUTES = b"* -text -filter -ident -working-tree-encoding -eol\n"
 #: entries checked out per ``git checkout-index`` run; the lease is checked in between
 CHECKOUT_BATCH = 4096
-GIT = "git"
+
+
+def _read(path: str) -> bytes:
+    with open(path, "rb") as f:
+        return f.read()
 
 
 class IndexUnusable(Exception):
@@ -88,7 +93,7 @@ class WorktreeScan:
 
     def __init__(
         self,
-        index_file: Path,
+        index_file: str,
         commit: str,
         *finishers: Callable[[], bytes],
         dir_stamps: dict[str, str] | None = None,
@@ -108,69 +113,38 @@ class WorktreeScan:
 class WorkspaceIndex:
     """The git index of one workspace directory; reads need no writes."""
 
-    def __init__(self, root: Path, objects_dir: Path, *, trust_mode: bool = True) -> None:
-        self.root = root
-        self.meta = root / META_DIR
-        self.git_dir = self.meta / "git"
-        self.index_file = self.meta / "index"
-        self._objects = objects_dir
+    def __init__(
+        self,
+        root: str | os.PathLike[str],
+        objects_dir: str | os.PathLike[str],
+        *,
+        trust_mode: bool = True,
+    ) -> None:
+        # strings, not pathlib: this loads on every sync's start-up
+        self.root = os.fspath(root)
+        self.meta = os.path.join(self.root, META_DIR)
+        self.git_dir = os.path.join(self.meta, "git")
+        self.index_file = os.path.join(self.meta, "index")
+        self._objects = os.fspath(objects_dir)
         self.trust_mode = trust_mode
-        self._config = {
-            "core.autocrlf": "false",
-            "core.safecrlf": "false",
-            "core.symlinks": "true",
-            "core.ignorecase": "false",
-            "core.precomposeunicode": "false",
-            "core.quotepath": "false",
-            "core.preloadindex": "true",
-            "core.untrackedcache": "false",
-            "core.splitindex": "false",
-            "core.fsmonitor": "false",
-            # Where chmod does not stick (SMB mounts) the executable bit is not observed.
-            "core.filemode": "true" if trust_mode else "false",
-            "index.version": "4",
-            "gc.auto": "0",
-        }
-        self._env = self._make_env()
+        self._env = index_env(str(root), trust_mode)
         # where stamps cannot be trusted (an SMB mount), every directory is read every time
-        self.dir_stamps = DirStamps(str(root), str(self.meta)) if trust_mode else None
-
-    def _make_env(self) -> dict[str, str]:
-        env = {
-            k: v
-            for k, v in os.environ.items()
-            if not k.startswith(("GIT_", "XDG_CONFIG")) and k != "HOME"
-        }
-        env.update(
-            GIT_DIR=str(self.git_dir),
-            GIT_WORK_TREE=str(self.root),
-            GIT_INDEX_FILE=str(self.index_file),
-            GIT_CONFIG_NOSYSTEM="1",
-            GIT_CONFIG_GLOBAL=os.devnull,
-            GIT_LITERAL_PATHSPECS="1",
-            GIT_OPTIONAL_LOCKS="0",
-            HOME=str(self.meta),
-            LC_ALL="C",
-            GIT_CONFIG_COUNT=str(len(self._config)),
-        )
-        for i, (key, value) in enumerate(self._config.items()):
-            env[f"GIT_CONFIG_KEY_{i}"] = key
-            env[f"GIT_CONFIG_VALUE_{i}"] = value
-        return env
+        self.dir_stamps = DirStamps(self.root, self.meta) if trust_mode else None
 
     # ------------------------------------------------------------------ setup
-    def _files(self) -> dict[Path, bytes]:
+    def _files(self) -> dict[str, bytes]:
+        git = self.git_dir
         return {
-            self.git_dir / "HEAD": b"ref: refs/heads/main\n",
-            self.git_dir / "config": b"[core]\n\trepositoryformatversion = 0\n\tbare = false\n",
-            self.git_dir / "objects" / "info" / "alternates": f"{self._objects}\n".encode(),
-            self.git_dir / "info" / "attributes": _ATTRIBUTES,
+            os.path.join(git, "HEAD"): b"ref: refs/heads/main\n",
+            os.path.join(git, "config"): b"[core]\n\trepositoryformatversion = 0\n\tbare = false\n",
+            os.path.join(git, "objects", "info", "alternates"): f"{self._objects}\n".encode(),
+            os.path.join(git, "info", "attributes"): _ATTRIBUTES,
         }
 
     def ready(self) -> bool:
         """True when the git directory exists as ``prepare`` leaves it (read-only check)."""
         try:
-            return all(p.read_bytes() == data for p, data in self._files().items())
+            return all(_read(p) == data for p, data in self._files().items())
         except OSError:
             return False
 
@@ -178,35 +152,33 @@ class WorkspaceIndex:
         """Create or repair the private git directory; drop a lock a killed git left."""
         for path, data in self._files().items():
             try:
-                if path.read_bytes() == data:
+                if _read(path) == data:
                     continue
             except OSError:
                 pass
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(path.name + ".tmp")
-            tmp.write_bytes(data)
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            tmp = path + ".tmp"
+            with open(tmp, "wb") as f:
+                f.write(data)
             os.replace(tmp, path)
-        (self.git_dir / "refs").mkdir(exist_ok=True)
+        os.makedirs(os.path.join(self.git_dir, "refs"), exist_ok=True)
         # The caller holds the workspace (lease + lock): a lock file now is a dead git's.
-        self.index_file.with_name("index.lock").unlink(missing_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(os.path.join(self.meta, "index.lock"))
 
     @property
     def exists(self) -> bool:
-        return self.index_file.is_file()
+        return os.path.isfile(self.index_file)
 
     def remove(self) -> None:
-        self.index_file.unlink(missing_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.index_file)
         if self.dir_stamps is not None:
             self.dir_stamps.remove()
 
     def checksum(self) -> str | None:
         """The index file's own trailing SHA-1: names this exact state of the index."""
-        try:
-            with open(self.index_file, "rb") as f:
-                f.seek(-20, os.SEEK_END)
-                return f.read(20).hex()
-        except OSError:
-            return None
+        return index_checksum(self.index_file)
 
     def entry_count(self) -> int:
         """How many files the index lists (its header says so)."""
@@ -221,19 +193,28 @@ class WorkspaceIndex:
 
     # ------------------------------------------------------------------ reads
     def _run(self, *args: str, stdin: bytes | None = None) -> bytes:
-        proc = subprocess.run(
-            [GIT, *args],
-            input=stdin,
-            capture_output=True,
-            env=self._env,
-            cwd=self.root,
-            umask=0o022,
-            stdin=None if stdin is not None else subprocess.DEVNULL,
+        if args[0] == "checkout-index":  # writes the workspace's files: git's umask is set
+            import subprocess
+
+            proc = subprocess.run(
+                index_argv(self.root, args),
+                input=stdin,
+                capture_output=True,
+                env=self._env,
+                umask=0o022,
+                stdin=None if stdin is not None else subprocess.DEVNULL,
+            )
+            return self._answer(args, proc.stdout, proc.stderr, proc.returncode)
+        return self._answer(
+            args, *Spawned(index_argv(self.root, args), self._env, stdin).communicate()
         )
-        if proc.returncode != 0:
-            msg = proc.stderr.decode("utf-8", "replace").strip().splitlines()
-            raise IndexUnusable(f"git {args[0]}: {msg[0] if msg else proc.returncode}")
-        return proc.stdout
+
+    @staticmethod
+    def _answer(args: tuple[str, ...], out: bytes, err: bytes, code: int) -> bytes:
+        if code != 0:
+            msg = err.decode("utf-8", "replace").strip().splitlines()
+            raise IndexUnusable(f"git {args[0]}: {msg[0] if msg else code}")
+        return out
 
     def _start(self, *args: str) -> Callable[[], bytes]:
         """Start ``git ARGS`` now; the callable waits for its output (IndexUnusable on failure).
@@ -241,28 +222,11 @@ class WorkspaceIndex:
         No reader thread: a thread started now would take the interpreter's lock from
         the caller while it starts the next process or imports. Git runs meanwhile; an
         answer larger than a pipe's buffer waits in git until the callable reads it.
+        A process ``git_early`` started for this very command is taken over.
         """
-        proc = subprocess.Popen(
-            [GIT, *args],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            stdin=subprocess.DEVNULL,
-            env=self._env,
-            cwd=self.root,
-            umask=0o022,
-        )
-        box: list[tuple[bytes, bytes]] = []
-
-        def finish() -> bytes:
-            if not box:
-                box.append(proc.communicate())
-            out, err = box[0]
-            if proc.returncode != 0:
-                msg = err.decode("utf-8", "replace").strip().splitlines()
-                raise IndexUnusable(f"git {args[0]}: {msg[0] if msg else proc.returncode}")
-            return out
-
-        return finish
+        argv = index_argv(self.root, args)
+        proc = git_early.adopt(argv, self._env) or Spawned(argv, self._env)
+        return lambda: self._answer(args, *proc.communicate())
 
     def start_scan(self, commit: str, *, stamps: bool = True) -> WorktreeScan:
         """Start git's three questions at once (they run on the two cores while the
@@ -281,16 +245,20 @@ class WorkspaceIndex:
         """
         diff_index = self._start("diff-index", "--cached", "-R", "--raw", "-z", "--no-renames",
                                  "--abbrev=40", commit)  # fmt: skip
-        diff_files = self._start("diff-files", "--raw", "-z", "--abbrev=40")
+        diff_files = self._start(*DIFF_FILES)
         dirs: list[str] | None = None
         seen: dict[str, str] | None = None
         if stamps and self.dir_stamps is not None:  # taken before ls-files reads a directory
-            dirs, seen = self.dir_stamps.check(self.checksum())
+            checksum = self.checksum()
+            early = git_early.adopt_stamps(self.dir_stamps.file, checksum)
+            if early is not None:  # taken (and ls-files started) before the imports
+                self.dir_stamps, dirs, seen = early
+            else:
+                dirs, seen = self.dir_stamps.check(checksum)
         if dirs == []:
             return WorktreeScan(self.index_file, commit, diff_index, diff_files, lambda: b"",
                                 dir_stamps=seen)  # fmt: skip
-        untracked = self._start("ls-files", "-z", "-o", "--directory", f"--exclude=/{META_DIR}/",
-                                *(["--", *dirs] if dirs else []))  # fmt: skip
+        untracked = self._start(*untracked_args(dirs))
         return WorktreeScan(
             self.index_file, commit, diff_index, diff_files, untracked, dir_stamps=seen
         )
@@ -352,7 +320,7 @@ class WorkspaceIndex:
         """Every directory of COMMIT's tree that the workspace holds as a directory."""
         out = self._run("ls-tree", "-r", "-d", "-z", "--name-only", "--full-tree", commit)
         names = [raw.decode("utf-8", "surrogateescape") for raw in out.split(b"\0") if raw]
-        return [n for n in names if n != META_DIR and os.path.isdir(self.root / n)]
+        return [n for n in names if n != META_DIR and os.path.isdir(os.path.join(self.root, n))]
 
     # ----------------------------------------------------------------- writes
     def reset(self, entries: Iterable[tuple[str, int, str]]) -> None:

@@ -12,18 +12,19 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
-import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, suppress
-from pathlib import Path
 
 from ..core.errors import NotARepository, RepositoryUnreachable, UnknownRef, UsageError
 from ..core.redact import redact
+from . import git_early
+from .git_early import path_str, rev_parse_args, source_env
+from .git_proc import Spawned
 
 TYPE_CHECKING = False  # typing's, without loading typing (the sync's start-up); mypy reads it True
 
 if TYPE_CHECKING:
+    import subprocess
     from typing import IO
 
     from ..core.model import TreeRecord
@@ -99,36 +100,43 @@ def is_url(location: str) -> bool:
 class GitSource:
     """One repository, opened for reading (and fetching, for a URL)."""
 
-    def __init__(self, location: str, *, cache_dir: Path | None = None, token: str | None = None):
+    def __init__(
+        self,
+        location: str,
+        *,
+        cache_dir: str | os.PathLike[str] | None = None,
+        token: str | None = None,
+    ):
         if not location:
             raise UsageError("--repo is empty")
         self.location = location
         self.remote = is_url(location)
         self._token = token
         self._env = self._git_env(token)
-        self._objects_dir: Path | None = None
-        self._git_dir: Path | None = None
+        # strings, not pathlib: this loads on every sync's start-up
+        self._objects_dir: str | None = None
+        self._git_dir: str | None = None
         self._prefetched: dict[
             tuple[str, tuple[str, ...]],
             Callable[[], tuple[list[TreeRecord], list[tuple[str, str]]]],
         ] = {}
-        self._path = Path(location)
+        self._path = path_str(location)  # as ``str(pathlib.Path(location))``
         if self.remote:
             if cache_dir is None:
                 raise UsageError("a cache directory is needed to fetch a URL")
-            root = cache_dir
+            root = os.fspath(cache_dir)
             import hashlib
 
             key = hashlib.sha256(redact(location).encode()).hexdigest()[:24]
-            self._git_dir = root / f"{key}.git"
+            self._git_dir = os.path.join(root, f"{key}.git")
             self._init_cache(root)
-        elif not self._path.exists():
+        elif not os.path.exists(self._path):
             raise NotARepository(f"{self._path}: no such file or directory")
         # A local repository's git directory is asked of git on first use: ``resolve``
         # asks for it and for the commit in one process.
 
     @property
-    def git_dir(self) -> Path:
+    def git_dir(self) -> str:
         """The repository's git directory (a local one's is found on first use)."""
         if self._git_dir is None:
             self._git_dir = self._local_git_dir(self._path)
@@ -137,22 +145,11 @@ class GitSource:
     # ----------------------------------------------------------------- helpers
     @staticmethod
     def _git_env(token: str | None) -> dict[str, str]:
-        env = dict(os.environ)
-        env.update(GIT_TERMINAL_PROMPT="0", GIT_ASKPASS="/bin/false", LC_ALL="C")
-        env.pop("GIT_DIR", None)
-        if token:
-            # Passed through the environment: never in argv (ps) and never on disk.
-            import base64
-
-            basic = base64.b64encode(f"x-access-token:{token}".encode()).decode()
-            env.update(
-                GIT_CONFIG_COUNT="1",
-                GIT_CONFIG_KEY_0="http.extraHeader",
-                GIT_CONFIG_VALUE_0=f"Authorization: Basic {basic}",
-            )
-        return env
+        return source_env(token)
 
     def _git(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[bytes]:
+        import subprocess  # deferred: the sync's common path starts git with ``git_proc``
+
         proc = subprocess.run(
             ["git", f"--git-dir={self.git_dir}", *args],
             capture_output=True,
@@ -172,27 +169,31 @@ class GitSource:
         first = first.removeprefix("fatal: ").removeprefix("error: ")
         return redact(f"{redact(self.location)}: {first}", [self._token])
 
-    def _local_git_dir(self, path: Path) -> Path:
+    def _local_git_dir(self, path: str) -> str:
+        import subprocess
+
         proc = subprocess.run(
-            ["git", "-C", str(path), "rev-parse", "--absolute-git-dir"],
+            ["git", "-C", path, "rev-parse", "--absolute-git-dir"],
             capture_output=True,
             env=self._env,
             stdin=subprocess.DEVNULL,
         )
         if proc.returncode != 0:
             raise NotARepository(f"{path}: not a git repository")
-        return Path(proc.stdout.decode().strip())
+        return proc.stdout.decode().strip()
 
-    def _init_cache(self, root: Path) -> None:
-        if (self.git_dir / "HEAD").exists():
+    def _init_cache(self, root: str) -> None:
+        if os.path.exists(os.path.join(self.git_dir, "HEAD")):
             return
-        root.mkdir(parents=True, exist_ok=True)
-        tmp = self.git_dir.with_name(self.git_dir.name + f".init-{os.getpid()}")
-        subprocess.run(["git", "init", "-q", "--bare", str(tmp)], check=True, env=self._env)
+        os.makedirs(root, exist_ok=True)
+        tmp = self.git_dir + f".init-{os.getpid()}"
+        import subprocess
+
+        subprocess.run(["git", "init", "-q", "--bare", tmp], check=True, env=self._env)
         try:
-            tmp.rename(self.git_dir)
+            os.rename(tmp, self.git_dir)
         except OSError:  # another process created it first
-            subprocess.run(["rm", "-rf", str(tmp)], check=False)
+            subprocess.run(["rm", "-rf", tmp], check=False)
 
     # ------------------------------------------------------------------ public
     def resolve(self, ref: str) -> str:
@@ -202,16 +203,13 @@ class GitSource:
         if self.remote:
             return self._fetch(ref)
         if self._git_dir is None:  # both answers from one git process
-            proc = subprocess.run(
-                ["git", "-C", str(self._path), "rev-parse", "--absolute-git-dir", "--verify",
-                 "--quiet", "--end-of-options", f"{ref}^{{commit}}"],
-                capture_output=True,
-                env=self._env,
-                stdin=subprocess.DEVNULL,
-            )  # fmt: skip
-            answer = proc.stdout.decode().split("\n")
-            if proc.returncode == 0 and len(answer) == 3:
-                self._git_dir = Path(answer[0])
+            argv = rev_parse_args(self._path, ref)
+            # started before the imports (``git_early``), or now
+            started = git_early.adopt(argv, self._env) or Spawned(argv, self._env)
+            out, _err, code = started.communicate()
+            answer = out.decode().split("\n")
+            if code == 0 and len(answer) == 3:
+                self._git_dir = answer[0]
                 return answer[1]
         proc = self._git(
             "rev-parse", "--verify", "--quiet", "--end-of-options", f"{ref}^{{commit}}", check=False
@@ -266,40 +264,36 @@ class GitSource:
         else the callable reads it (a small listing, started while Python imports: a
         thread would only take the interpreter's lock from the importer)."""
         only = ["--", *paths] if paths else []
-        proc = subprocess.Popen(
+        proc = Spawned(
             ["git", "--literal-pathspecs", f"--git-dir={self.git_dir}", "ls-tree", "-r", "-z",
              "--long", "--full-tree", commit, *only],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            stdin=subprocess.DEVNULL,
-            env=self._env,
+            self._env,
         )  # fmt: skip
-        box: list[tuple[bytes, bytes]] = []
         reader = None
         if threaded:
-            reader = threading.Thread(target=lambda: box.append(proc.communicate()), daemon=True)
+            import threading
+
+            reader = threading.Thread(target=proc.communicate, daemon=True)
             reader.start()
 
         def finish() -> tuple[list[TreeRecord], list[tuple[str, str]]]:
             if reader is not None:
                 reader.join()
-            elif not box:
-                box.append(proc.communicate())
-            out, err = box[0]
-            if proc.returncode != 0:
+            out, err, code = proc.communicate()
+            if code != 0:
                 raise RepositoryUnreachable(self._describe_failure(err))
             return _parse_ls_tree(out)
 
         return finish
 
     @property
-    def objects_dir(self) -> Path:
+    def objects_dir(self) -> str:
         """Where this repository's objects are (a linked worktree shares its main one's)."""
         if self._objects_dir is None:
             common = self.git_dir
-            with suppress(OSError):  # a linked worktree names its main git dir here
-                common = self.git_dir / (self.git_dir / "commondir").read_text().strip()
-            self._objects_dir = Path(os.path.normpath(common / "objects"))
+            with suppress(OSError), open(os.path.join(common, "commondir")) as f:
+                common = os.path.join(common, f.read().strip())  # a linked worktree's main
+            self._objects_dir = os.path.normpath(os.path.join(common, "objects"))
         return self._objects_dir
 
     def blob_sizes(self, oids: Iterable[str]) -> dict[str, int]:
@@ -307,6 +301,8 @@ class GitSource:
         wanted = list(dict.fromkeys(oids))
         if not wanted:
             return {}
+        import subprocess
+
         proc = subprocess.run(
             ["git", f"--git-dir={self.git_dir}", "cat-file", "--batch-check"],
             input=("\n".join(wanted) + "\n").encode(),
@@ -327,8 +323,12 @@ class GitSource:
         return sizes
 
     def read_blob(self, oid: str) -> bytes:
-        proc = self._git("cat-file", "blob", oid)
-        return proc.stdout
+        out, err, code = Spawned(
+            ["git", f"--git-dir={self.git_dir}", "cat-file", "blob", oid], self._env
+        ).communicate()
+        if code != 0:
+            raise RepositoryUnreachable(self._describe_failure(err))
+        return out
 
     @contextmanager
     def blobs(self, oids: Iterable[str]) -> Iterator[BlobReader]:
@@ -343,21 +343,30 @@ class GitSource:
 class BlobReader:
     """Iterate ``(oid, size, chunks)``; each ``chunks`` must be consumed in turn."""
 
+    #: requests up to this size are written whole before the answers are read (git
+    #: takes them into the pipe's buffer); more are written by a feeder thread
+    _WRITTEN_AHEAD = 1 << 15
+
     def __init__(self, source: GitSource, oids: list[str]) -> None:
         self._oids = oids
-        self._proc = subprocess.Popen(
-            ["git", f"--git-dir={source.git_dir}", "cat-file", "--batch"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            env=source._env,
-            bufsize=CHUNK,
+        self._proc = Spawned(
+            ["git", f"--git-dir={source.git_dir}", "cat-file", "--batch"], source._env, streams=True
         )
-        self._feeder = threading.Thread(target=self._feed, daemon=True)
-        self._feeder.start()
+        stdin_fd, stdout_fd = self._proc.stdin_fd, self._proc.stdout_fd
+        self._proc.stdin_fd = self._proc.stdout_fd = -1  # closed through the files below
+        self._stdin = open(stdin_fd, "wb", buffering=0)  # noqa: SIM115 (closed by close())
+        self._stdout = open(stdout_fd, "rb", buffering=CHUNK)  # noqa: SIM115
+        self._feeder = None
+        if len(oids) * 41 <= self._WRITTEN_AHEAD:
+            self._feed()
+        else:
+            import threading
+
+            self._feeder = threading.Thread(target=self._feed, daemon=True)
+            self._feeder.start()
 
     def _feed(self) -> None:
-        stdin = self._proc.stdin
-        assert stdin is not None
+        stdin = self._stdin
         try:
             for i in range(0, len(self._oids), 512):
                 stdin.write(("\n".join(self._oids[i : i + 512]) + "\n").encode())
@@ -366,8 +375,7 @@ class BlobReader:
             pass  # the reader stopped early
 
     def __iter__(self) -> Iterator[tuple[str, int, Iterator[bytes]]]:
-        out = self._proc.stdout
-        assert out is not None
+        out = self._stdout
         for _ in self._oids:
             header = out.readline().split()
             if len(header) != 3:
@@ -388,10 +396,7 @@ class BlobReader:
             yield data
 
     def close(self) -> None:
-        if self._proc.poll() is None:
-            self._proc.kill()
-        self._proc.wait()
-        for f in (self._proc.stdout, self._proc.stdin):
-            if f is not None:
-                with suppress(BrokenPipeError, OSError):
-                    f.close()
+        self._proc.kill()  # ends it if it still runs (a reader that stopped early), reaps it
+        for f in (self._stdout, self._stdin):
+            with suppress(BrokenPipeError, OSError, ValueError):
+                f.close()

@@ -84,13 +84,27 @@ def cache_dir(env: dict[str, str] | os._Environ[str]) -> Path:
 
 def run(opts: SyncOptions) -> None:
     """Reconcile the workspace to REF, then print the summary (or one JSON object)."""
+    from ..adapters import git_early
+
+    if not opts.dry_run:  # git's first questions start before the modules below load
+        git_early.start_sync(
+            opts.repo, opts.ref, opts.workspace, os.environ.get("GIT_TOKEN") or None
+        )
+    try:
+        _run(opts)
+    finally:
+        git_early.discard()  # whatever was started early and not taken over
+
+
+def _run(opts: SyncOptions) -> None:
     from ..adapters.dir_store import DirectoryStore
-    from ..adapters.git_source import GitSource
+    from ..adapters.git_source import GitSource, is_url
 
     if not opts.workspace.strip():
         raise UsageError("--workspace is empty")
     env = os.environ
-    source = GitSource(opts.repo, cache_dir=cache_dir(env), token=env.get("GIT_TOKEN") or None)
+    cache = cache_dir(env) if is_url(opts.repo) else None  # a local repository needs none
+    source = GitSource(opts.repo, cache_dir=cache, token=env.get("GIT_TOKEN") or None)
     commit = source.resolve(opts.ref)  # a bad repository or ref is reported first
     store = DirectoryStore(opts.workspace)
     if opts.dry_run:
@@ -128,9 +142,10 @@ def _scan_early(source: GitSource, store: DirectoryStore, commit: str) -> Worktr
     an index and files); elsewhere None, and the sync starts what it needs itself."""
     from ..adapters.git_index import WorkspaceIndex
 
-    if store.case_insensitive or store.is_empty():
+    root = store.local_path
+    if root is None or store.case_insensitive or store.is_empty():
         return None
-    idx = WorkspaceIndex(store.local_root, source.objects_dir, trust_mode=store.trust_mode)
+    idx = WorkspaceIndex(root, source.objects_dir, trust_mode=store.trust_mode)
     if not idx.exists:
         return None
     scan = idx.start_scan(commit)
