@@ -203,23 +203,35 @@ def test_the_early_module_loads_only_what_the_interpreter_has(tmp_path: Path) ->
     assert "2 []" == out.stdout.strip()  # rev-parse and diff-files; no directory moved
 
 
-def test_a_no_op_and_an_incremental_sync_load_no_subprocess_nor_threading(tmp_path: Path) -> None:
-    """Through the index, git is started with ``git_proc`` (posix_spawn): neither a no-op
-    nor a sync of a few changed files loads ``subprocess`` or ``threading``."""
+#: what no sync through the index loads: ``dataclasses`` (with ``inspect``) and ``typing``
+#: (the value types are plain classes; annotations only, ``TYPE_CHECKING = False``)
+NEVER_ON_A_SYNC = {"dataclasses", "inspect", "typing"}
+#: and what a no-op or an incremental one does not load either: git starts with
+#: ``git_proc`` (posix_spawn), the store, index and source keep their paths as strings
+NEVER_ON_A_SMALL_SYNC = NEVER_ON_A_SYNC | {
+    "subprocess", "threading", "signal", "pathlib", "urllib.parse", "fnmatch",
+}  # fmt: skip
+
+
+def test_a_sync_loads_none_of_the_heavy_modules(tmp_path: Path) -> None:
+    """A full sync into an empty folder, then a no-op and an incremental one, each a whole
+    process under ``-X importtime``: none loads what it does not need."""
     repo = Repo(tmp_path / "repo")
+    repo.write("a.txt", "a")
+    repo.commit("A")
     ws = tmp_path / "ws"
-    settled(repo, ws)
     cmd = [sys.executable, "-X", "importtime", "-m", "gitops_sync", "sync", "--repo",
            str(repo.path), "--ref", "main", "--workspace", str(ws)]  # fmt: skip
-    for change in ("", "changed\n"):
-        if change:
-            repo.write("d1/f001.txt", change)
+    for step, never in (("full", NEVER_ON_A_SYNC), ("no-op", NEVER_ON_A_SMALL_SYNC),
+                        ("incremental", NEVER_ON_A_SMALL_SYNC)):  # fmt: skip
+        if step == "incremental":
+            repo.write("a.txt", "changed\n")
             repo.commit("B")
         proc = subprocess.run(cmd, capture_output=True, text=True)
         assert 0 == proc.returncode, proc.stderr
         imported = {ln.rsplit("|", 1)[1].strip() for ln in proc.stderr.splitlines() if "|" in ln}
-        assert "gitops_sync.sync_index" in imported  # the measure works
-        assert set() == imported & {"subprocess", "threading", "signal"}
+        assert "gitops_sync.sync_index" in imported, step  # the measure works
+        assert set() == imported & never, step
     assert_exact(repo, repo.git("rev-parse", "main"), ws)
 
 
@@ -235,27 +247,6 @@ def test_a_name_posix_spawn_refuses_leaves_the_early_start_to_the_sync(
     ref, where = ("ma\0in", str(ws)) if bad == "ref" else ("main", f"{ws}\0x")
     git_early.start_sync(str(repo.path), ref, where, None)
     assert_nothing_left(ws, [])
-
-
-def test_a_no_op_and_an_incremental_sync_load_no_pathlib(tmp_path: Path) -> None:
-    """The store, the index and the source keep their paths as strings: neither a no-op
-    nor an incremental sync of a local repository loads ``pathlib`` (nor ``urllib.parse``,
-    which it brings)."""
-    repo = Repo(tmp_path / "repo")
-    ws = tmp_path / "ws"
-    settled(repo, ws)
-    cmd = [sys.executable, "-X", "importtime", "-m", "gitops_sync", "sync", "--repo",
-           str(repo.path), "--ref", "main", "--workspace", str(ws)]  # fmt: skip
-    for change in ("", "changed\n"):
-        if change:
-            repo.write("d1/f001.txt", change)
-            repo.commit("B")
-        proc = subprocess.run(cmd, capture_output=True, text=True)
-        assert 0 == proc.returncode, proc.stderr
-        imported = {ln.rsplit("|", 1)[1].strip() for ln in proc.stderr.splitlines() if "|" in ln}
-        assert "gitops_sync.sync_index" in imported  # the measure works
-        assert set() == imported & {"pathlib", "urllib.parse", "fnmatch"}
-    assert_exact(repo, repo.git("rev-parse", "main"), ws)
 
 
 @pytest.mark.parametrize("given", ["ws", "./ws", "ws/", "ws//", "sub/../ws", "ABS"])

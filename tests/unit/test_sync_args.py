@@ -89,28 +89,6 @@ def test_a_sync_imports_no_click_and_no_settings(tmp_path):
     assert "gitops_sync.settings" not in imported
 
 
-def test_a_sync_through_the_index_imports_no_dataclasses(tmp_path):
-    """The sync's value types are plain classes: neither the full sync nor the incremental
-    one after it loads ``dataclasses`` (nor ``inspect``, which it brings), nor ``typing``
-    (annotations only: ``TYPE_CHECKING = False``)."""
-    from tests.gitrepo import Repo
-
-    repo = Repo(tmp_path / "repo")
-    repo.write("a.txt", "a")
-    repo.commit("A")
-    cmd = [sys.executable, "-X", "importtime", "-m", "gitops_sync", "sync", "--repo",
-           str(repo.path), "--ref", "main", "--workspace", str(tmp_path / "ws")]  # fmt: skip
-    for change in ("", "b"):
-        if change:
-            repo.write("a.txt", change)
-            repo.commit("B")
-        proc = subprocess.run(cmd, capture_output=True, text=True)
-        assert 0 == proc.returncode, proc.stderr
-        imported = {ln.rsplit("|", 1)[1].strip() for ln in proc.stderr.splitlines() if "|" in ln}
-        assert "gitops_sync.sync_index" in imported  # the measure works
-        assert set() == imported & {"dataclasses", "inspect", "typing"}
-
-
 def test_the_store_writes_executables_with_gits_mode_constant():
     """The directory store's own copy of the executable mode is core.model's."""
     from gitops_sync.adapters import dir_store
