@@ -129,7 +129,9 @@ class IntakePool:
             # spawn, not fork: this process has threads (a fork could copy a held lock)
             mp_context=multiprocessing.get_context("spawn"),
             initializer=_start_process,
-            initargs=(self._settings, self._prefix, self._setup),
+            # this process's id, not the child's getppid() then: a child that starts after
+            # the server died would take its new parent (init) for the server, forever
+            initargs=(self._settings, self._prefix, self._setup, os.getpid()),
         )
 
     def receive(
@@ -213,7 +215,9 @@ class IntakePool:
 _PROCESS_CTX: AppContext | None = None
 
 
-def _start_process(settings: Settings, prefix: str, setup: Callable[[], None] | None) -> None:
+def _start_process(
+    settings: Settings, prefix: str, setup: Callable[[], None] | None, parent: int
+) -> None:
     global _PROCESS_CTX
     from ..context import AppContext
 
@@ -221,7 +225,7 @@ def _start_process(settings: Settings, prefix: str, setup: Callable[[], None] | 
         setup()
     # The serving process stops its workers itself (a Ctrl-C reaches the whole group).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
+    threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
     _PROCESS_CTX = AppContext.from_settings(settings, prefix=prefix)
 
 
