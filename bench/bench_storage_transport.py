@@ -1,8 +1,9 @@
-"""Benchmark: CPU per storage call, the SDK's default transport against LeanTransport.
+"""Benchmark: CPU per storage call, the SDK's default transport against LeanTransport
+and against the intake's lean path (``adapters/storage_hot.py``, "hot").
 
 One Azurite; the same adapter calls (``Tables.insert``, ``Tables.get``,
-``JobQueue.send``: the intake's three kinds) through each transport, rounds
-interleaved (sdk, lean, sdk, lean, ...), each round on fresh tables and queue.
+``JobQueue.send``: the intake's three kinds) through each, rounds
+interleaved (sdk, lean, hot, sdk, lean, hot, ...), each round on fresh tables and queue.
 Reports this process's CPU time and the wall time per call, medians over rounds,
 and the lean/sdk ratio. Run:
 
@@ -26,13 +27,20 @@ from gitops_sync.adapters.queues import JobQueue
 from gitops_sync.adapters.tables import Tables
 
 OUT = Path(__file__).resolve().parent / "out" / "storage_transport.json"
-TRANSPORTS: dict[str, type[HttpTransport]] = {"sdk": RequestsTransport, "lean": LeanTransport}
+#: None: no transport given, so the adapters take the lean path of storage_hot
+TRANSPORTS: dict[str, type[HttpTransport] | None] = {
+    "sdk": RequestsTransport,
+    "lean": LeanTransport,
+    "hot": None,
+}
 
 
-def one_round(conn: str, make: type[HttpTransport], calls: int) -> tuple[float, float]:
+def one_round(conn: str, make: type[HttpTransport] | None, calls: int) -> tuple[float, float]:
     """(CPU ms, wall ms) per call for ``calls`` x (insert, get, send)."""
-    tables = Tables.from_connection_string(conn, f"b{uuid.uuid4().hex[:12]}", transport=make())
-    queue = JobQueue.from_connection_string(conn, f"b{uuid.uuid4().hex[:16]}", make())
+    prefix, name = f"b{uuid.uuid4().hex[:12]}", f"b{uuid.uuid4().hex[:16]}"
+    tables = Tables.from_connection_string(conn, prefix, transport=make() if make else None)
+    queue = JobQueue.from_connection_string(conn, name, make() if make else None)
+    assert (tables.hot is None) == (make is not None)
     tables.client("markers")
     queue.ensure()
     cpu0, wall0 = time.process_time(), time.perf_counter()
@@ -72,11 +80,14 @@ def main() -> int:
         }
         for name, rows in got.items()
     }
-    sdk, lean = report["sdk"], report["lean"]
+    sdk, lean, hot = report["sdk"], report["lean"], report["hot"]
     report["ratio_cpu_lean_over_sdk"] = round(lean["cpu_ms_per_call"] / sdk["cpu_ms_per_call"], 2)
     report["ratio_wall_lean_over_sdk"] = round(
         lean["wall_ms_per_call"] / sdk["wall_ms_per_call"], 2
     )
+    report["ratio_cpu_hot_over_sdk"] = round(hot["cpu_ms_per_call"] / sdk["cpu_ms_per_call"], 2)
+    report["ratio_cpu_hot_over_lean"] = round(hot["cpu_ms_per_call"] / lean["cpu_ms_per_call"], 2)
+    report["ratio_wall_hot_over_sdk"] = round(hot["wall_ms_per_call"] / sdk["wall_ms_per_call"], 2)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     print(f"{'transport':<10} {'CPU ms/call':>12} {'wall ms/call':>13}  (medians, {args.rounds})")
@@ -85,6 +96,9 @@ def main() -> int:
         print(f"{name:<10} {row['cpu_ms_per_call']:>12} {row['wall_ms_per_call']:>13}")
     print(f"lean / sdk: CPU x{report['ratio_cpu_lean_over_sdk']},"
           f" wall x{report['ratio_wall_lean_over_sdk']}")  # fmt: skip
+    print(f"hot / sdk: CPU x{report['ratio_cpu_hot_over_sdk']},"
+          f" wall x{report['ratio_wall_hot_over_sdk']}; hot / lean: CPU"
+          f" x{report['ratio_cpu_hot_over_lean']}")  # fmt: skip
     print(json.dumps(report))  # last line: the result, as written
     return 0
 

@@ -505,6 +505,10 @@ def main() -> int:
     for s in pushes:
         statuses[s.status] += 1
     health = summarize([s.latency_ms for s in results if s.kind == "health"])
+    by_kind = {
+        k: summarize([s.latency_ms for s in pushes if s.kind == k and s.status != 503])
+        for k in ("new", "redelivery", "same-commit")
+    }
     kinds = {k: sum(1 for s in pushes if s.kind == k) for k in ("new", "redelivery", "same-commit")}
     report = {
         "duration_s": args.duration,
@@ -522,6 +526,7 @@ def main() -> int:
         "cpu_s": cpu,
         "cpu_ms_per_delivery": {k: round(v * 1000 / len(pushes), 2) for k, v in cpu.items()},
         "health": health,
+        "answered_by_kind": by_kind,
         "ratio_p50": round(hook["p50_ms"] / health["p50_ms"], 2),
         "ratio_p99": round(hook["p99_ms"] / health["p99_ms"], 2),
         "exactly_once": not problems,
@@ -534,6 +539,8 @@ def main() -> int:
     for name, row in (("webhook", hook), ("health", health)):
         print(f"{name:<10} {row['n']:>6} {row['p50_ms']:>8} {row['p99_ms']:>8} {row['max_ms']:>8}")
     print(f"webhook/health: p50 x{report['ratio_p50']}, p99 x{report['ratio_p99']}")
+    print("answered (not 503), p50 / p99 ms: " + ", ".join(
+        f"{k} {v['p50_ms']} / {v['p99_ms']}" for k, v in by_kind.items()))  # fmt: skip
     print(f"statuses {report['statuses']}; answers over 2.5 s: {late}; 503s: {shed}")
     print(f"load average (1, 5, 15 min) at the end: {report['load_average']}")
     cores = os.cpu_count() or 1

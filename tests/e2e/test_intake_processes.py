@@ -10,6 +10,8 @@ import json
 import multiprocessing
 import os
 import signal
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -149,3 +151,26 @@ def test_intake_processes_end_with_a_server_killed_by_sigkill(storage: str, tmp_
         assert [] == [c for c in children if alive(c)]
     finally:
         server.close()  # the whole group, had anything gone wrong above
+
+
+def test_an_intake_process_started_after_its_server_died_exits(storage: str, tmp_path: Path):
+    """An intake process whose server died while it was starting (it then has init, or a
+    subreaper, for a parent) ends by itself: it is given the server's pid, and does not
+    take whatever parent it finds at start-up for the server."""
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()  # a pid that is nobody's parent any more
+    env = base_env(
+        tmp_path,
+        AzureWebJobsStorage=storage,
+        SYNC_REPOSITORY=REPOSITORY,
+        GITHUB_WEBHOOK_SECRET=SECRET,
+        WORKSPACE_ROOT=str(tmp_path / "ws"),
+    )
+    code = (
+        "import threading; from gitops_sync.http import webhook as w;"
+        " from gitops_sync.settings import Settings;"
+        f" w._start_process(Settings.from_env(), 'pgone', None, {gone.pid});"
+        " threading.Event().wait(50); raise SystemExit(3)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], env=env, timeout=60)
+    assert 0 == done.returncode  # the watcher's os._exit(0), not the 50 s wait

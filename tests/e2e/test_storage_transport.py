@@ -274,16 +274,22 @@ def test_an_environment_proxy_goes_to_the_default_transport(monkeypatch: pytest.
 
 
 # --------------------------------------------------- the adapters' contract, both transports
-TRANSPORTS = [pytest.param(LeanTransport, id="lean"), pytest.param(RequestsTransport, id="sdk")]
+# None: no transport given, so insert/get/send take the lean path (adapters/storage_hot.py)
+TRANSPORTS = [
+    pytest.param(LeanTransport, id="lean"),
+    pytest.param(RequestsTransport, id="sdk"),
+    pytest.param(None, id="hot"),
+]
 
 
 @pytest.mark.azurite
 @pytest.mark.parametrize("make", TRANSPORTS)
-def test_table_contract_on_azurite(storage: str, make: type[HttpTransport]):
-    transport = make()
+def test_table_contract_on_azurite(storage: str, make: type[HttpTransport] | None):
+    transport = make() if make else None
     tables = Tables.from_connection_string(
         storage, f"t{uuid.uuid4().hex[:12]}", transport=transport
     )
+    assert (tables.hot is not None) == (make is None)
     row = {"PartitionKey": "p", "RowKey": "r", "n": 1, "text": "ünïcode"}
     assert tables.insert("markers", row)
     assert not tables.insert("markers", {**row, "n": 2})  # insert-if-absent
@@ -305,14 +311,18 @@ def test_table_contract_on_azurite(storage: str, make: type[HttpTransport]):
     tables.check()
     if isinstance(transport, LeanTransport):
         assert transport.fallbacks == 0
-    transport.close()
+    if transport is not None:
+        transport.close()
+    if tables.hot is not None:
+        tables.hot.close()
 
 
 @pytest.mark.azurite
 @pytest.mark.parametrize("make", TRANSPORTS)
-def test_queue_contract_on_azurite(storage: str, make: type[HttpTransport]):
-    transport = make()
+def test_queue_contract_on_azurite(storage: str, make: type[HttpTransport] | None):
+    transport = make() if make else None
     queue = JobQueue.from_connection_string(storage, f"q{uuid.uuid4().hex[:16]}", transport)
+    assert (queue.hot is not None) == (make is None)
     queue.send('{"job_id": "a"}')
     queue.send('{"job_id": "b"}')
     got = queue.receive(1, visibility_timeout=30)

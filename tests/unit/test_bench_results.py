@@ -65,13 +65,16 @@ def test_azure_files_bench_counts_the_requests_of_three_syncs(tmp_path: Path):
 
 
 @pytest.mark.azurite
-def test_storage_transport_bench_reports_both_transports_and_the_ratio(tmp_path: Path):
-    """bench_storage_transport.py: per transport the median CPU and wall ms per call over
-    interleaved rounds, and lean / sdk ratios of those medians."""
+def test_storage_transport_bench_reports_each_path_and_the_ratios(tmp_path: Path):
+    """bench_storage_transport.py: per path (SDK transport, LeanTransport, the lean path of
+    storage_hot) the median CPU and wall ms per call over interleaved rounds, and the
+    ratios of those medians."""
     r = _run("bench_storage_transport.py", tmp_path / "r.json", "--rounds", "2", "--calls", "5")
     assert ("storage_transport", 2, 15) == (r["bench"], r["rounds"], r["calls_per_round"])
-    for name in ("sdk", "lean"):
+    for name in ("sdk", "lean", "hot"):
         assert len(r[name]["rounds"]) == 2 and r[name]["wall_ms_per_call"] > 0
     for kind in ("cpu", "wall"):
         ratio = r["lean"][f"{kind}_ms_per_call"] / r["sdk"][f"{kind}_ms_per_call"]
         assert r[f"ratio_{kind}_lean_over_sdk"] == pytest.approx(ratio, abs=0.006)
+        ratio = r["hot"][f"{kind}_ms_per_call"] / r["sdk"][f"{kind}_ms_per_call"]
+        assert r[f"ratio_{kind}_hot_over_sdk"] == pytest.approx(ratio, abs=0.006)

@@ -3,6 +3,8 @@
 Messages are base64 text, as the Functions queue trigger expects
 (``messageEncoding: base64`` in host.json). SDK errors become ``StorageError``;
 a queue that vanished is created again by the first call that finds it missing.
+With a shared key and no custom transport, ``send`` (the webhook intake's call) goes
+through ``storage_hot.HotQueue``, which raises the same SDK exceptions.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from azure.storage.queue import QueueClient, TextBase64DecodePolicy, TextBase64E
 from ..core.errors import StorageError
 from ..core.redact import redact
 from .http_transport import LeanTransport
+from .storage_hot import HotQueue
 
 log = logging.getLogger("gitops_sync")
 T = TypeVar("T")
@@ -63,8 +66,14 @@ def _fail(exc: AzureError, what: str) -> StorageError:
 class JobQueue:
     """One queue; ``poison()`` gives its poison queue."""
 
-    def __init__(self, client: QueueClient, transport: HttpTransport | None = None) -> None:
+    def __init__(
+        self,
+        client: QueueClient,
+        transport: HttpTransport | None = None,
+        hot: HotQueue | None = None,
+    ) -> None:
         self.client = client
+        self.hot = hot  # the lean path of send (see the module docstring)
         self._transport = transport  # the client's, shared with the poison queue's
         self.name = client.queue_name
         self._created = False
@@ -87,7 +96,8 @@ class JobQueue:
         """``transport``: the HTTP transport (default: ``LeanTransport``, see http_transport)."""
         options = cls._policies(transport)
         client = QueueClient.from_connection_string(conn, name, **options)
-        return cls(client, options["transport"])
+        hot = HotQueue.for_client(client) if transport is None else None
+        return cls(client, options["transport"], hot)
 
     @classmethod
     def from_account(cls, account: str, credential: Any, name: str) -> JobQueue:
@@ -152,6 +162,9 @@ class JobQueue:
 
     def send(self, body: str, delay: int = 0) -> str:
         """Queue ``body``, visible after ``delay`` seconds; returns the message id."""
+        hot = self.hot
+        if hot is not None:
+            return self._call(f"sending to {self.name}", lambda: hot.send(body, delay))
         return self._call(
             f"sending to {self.name}",
             lambda: str(self.client.send_message(body, visibility_timeout=delay or None).id),
@@ -212,5 +225,7 @@ class JobQueue:
 
     def close(self) -> None:
         self.client.close()
+        if self.hot is not None:
+            self.hot.close()
         if self._poison is not None:
             self._poison.client.close()

@@ -5,6 +5,10 @@ SDK errors are translated here: "already exists" and "ETag mismatch" become a
 anything else becomes ``StorageError`` (transient). A table that vanished (a
 storage reset, a new emulator) is created again on the first call that finds it
 missing, once for all callers, and that call is retried.
+
+With a shared key (a connection string) and no custom transport, ``insert`` and ``get``
+(the webhook intake's calls) go through ``storage_hot.HotTables``, which raises the
+same SDK exceptions; everything else uses the SDK client.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from azure.data.tables import TableClient, TableServiceClient, UpdateMode
 from ..core.errors import StorageError
 from ..core.redact import redact
 from .http_transport import LeanTransport
+from .storage_hot import HotTables
 
 log = logging.getLogger("gitops_sync")
 T = TypeVar("T")
@@ -57,10 +62,13 @@ def _fail(exc: AzureError, what: str) -> StorageError:
 class Tables:
     """The four tables of one deployment, created on first use."""
 
-    def __init__(self, service: TableServiceClient, prefix: str = "gitopssync") -> None:
+    def __init__(
+        self, service: TableServiceClient, prefix: str = "gitopssync", hot: HotTables | None = None
+    ) -> None:
         if not prefix.isalnum() or not prefix[:1].isalpha():
             raise ValueError("table prefix must be alphanumeric and start with a letter")
         self.service = service
+        self.hot = hot  # the lean path of insert and get (see the module docstring)
         self.prefix = prefix
         self._clients: dict[str, TableClient] = {}
         self._lock = threading.Lock()
@@ -69,11 +77,12 @@ class Tables:
     def from_connection_string(
         cls, conn: str, prefix: str = "gitopssync", transport: HttpTransport | None = None
     ) -> Tables:
-        """``transport``: the HTTP transport (default: ``LeanTransport``, see http_transport)."""
+        """``transport``: the HTTP transport (default: ``LeanTransport``, see http_transport;
+        without one, ``insert`` and ``get`` take the lean path of ``storage_hot``)."""
         service = TableServiceClient.from_connection_string(
             conn, transport=transport or LeanTransport(), **CLIENT_OPTIONS
         )
-        return cls(service, prefix)
+        return cls(service, prefix, HotTables.for_service(service) if transport is None else None)
 
     @classmethod
     def from_account(cls, account: str, credential: Any, prefix: str = "gitopssync") -> Tables:
@@ -162,11 +171,14 @@ class Tables:
         """Create ``entity``; False if one with its keys exists (atomic insert-if-absent).
 
         ``Prefer: return-no-content``: the service's default echoes the entity back."""
+        hot = self.hot
         try:
             self._call(
                 role,
                 f"inserting into {role}",
-                lambda t: t.create_entity(entity, response_preference=NO_CONTENT),
+                (lambda t: hot.insert(t.table_name, entity))
+                if hot is not None
+                else (lambda t: t.create_entity(entity, response_preference=NO_CONTENT)),
             )
         except ResourceExistsError:
             return False
@@ -174,8 +186,14 @@ class Tables:
 
     def get(self, role: str, pk: str, rk: str) -> tuple[Entity, str] | None:
         """The entity and its ETag, or None when absent."""
+        hot = self.hot
+        fn: Callable[[TableClient], Any] = (
+            (lambda t: hot.get(t.table_name, pk, rk))
+            if hot is not None
+            else (lambda t: t.get_entity(pk, rk))
+        )
         try:
-            found = self._call(role, f"reading {role}", lambda t: t.get_entity(pk, rk))
+            found = self._call(role, f"reading {role}", fn)
         except ResourceNotFoundError:
             return None
         return dict(found), str(found.metadata["etag"])

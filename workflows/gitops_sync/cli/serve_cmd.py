@@ -46,8 +46,10 @@ def run_stack(settings: Settings, on_ready: Callable[..., None], **options: obje
     say("gitops-sync: stopped")
 
 
-#: webhook intake processes of ``serve`` (see ``--intake-processes``)
-INTAKE_PROCESSES = 4
+#: webhook intake processes of ``serve`` (see ``--intake-processes``): none by default,
+#: threads of the serving process (with the intake's lean storage path a delivery costs
+#: less CPU there than the hop to another process does)
+INTAKE_PROCESSES = 0
 
 
 @click.command()

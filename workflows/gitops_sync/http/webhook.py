@@ -3,16 +3,19 @@
 A missing or malformed signature is refused before one byte of the body is read.
 The body is hashed as it streams in, counted against one bound for all requests,
 and must arrive in time. Then the intake runs on a bounded pool (threads, or worker
-processes with ``IntakePool.use_processes``: the storage SDK's CPU per call then uses
-every core, not one interpreter's); a delivery that cannot be acknowledged within
-``ACK_DEADLINE_S`` gets 503 with ``Retry-After`` (GitHub gives up after 10 s, so a fast
-503 beats a late 202).
+processes with ``IntakePool.use_processes``); a delivery that cannot be acknowledged
+within ``ACK_DEADLINE_S`` gets 503 with ``Retry-After`` (GitHub gives up after 10 s, so
+a fast 503 beats a late 202). Past capacity the pool sheds at once: while the oldest
+waiting delivery has waited ``SHED_WAIT_S`` or more, a new one is answered 503 before
+its body is read, so the deliveries let in stay fast.
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import functools
+import itertools
 import logging
 import multiprocessing
 import os
@@ -41,10 +44,13 @@ log = logging.getLogger("gitops_sync")
 BODY_BUDGET = 64 * 1024 * 1024
 #: the whole body must arrive within this long (GitHub waits 10 s for the answer)
 BODY_DEADLINE_S = 10.0
-#: deliveries acknowledged at once (threads doing storage calls)
-INTAKE_SLOTS = 8
+#: deliveries acknowledged at once (threads doing storage calls; most of their time is
+#: spent waiting on storage, and a racing duplicate may wait up to intake.SETTLE_S)
+INTAKE_SLOTS = 32
 #: deliveries waiting for a slot; more are refused at once
 INTAKE_BACKLOG = 32
+#: while the oldest waiting delivery has waited this long, new ones are refused at once
+SHED_WAIT_S = 0.1
 #: a delivery not acknowledged this long after its body arrived gets 503
 ACK_DEADLINE_S = 2.0
 RETRY_AFTER_S = "5"
@@ -81,14 +87,21 @@ class IntakePool:
     from ``ctx``'s settings, so intakes run on every core.
     """
 
-    def __init__(self, slots: int, backlog: int) -> None:
+    def __init__(
+        self, slots: int, backlog: int, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.slots, self.backlog = slots, backlog
         self._executor: concurrent.futures.Executor | None = None
         self._settings: Settings | None = None
         self._setup: Callable[[], None] | None = None
         self._prefix = ""
-        self._pending = 0
+        #: submitted and not done, oldest first, with when each was submitted
+        self._pending: dict[int, float] = {}
+        self._serial = 0
+        self._clock = clock
         self._lock = threading.Lock()
+        #: deliveries refused because the pool was full or its queue too old
+        self.shed = 0
 
     @property
     def processes(self) -> int:
@@ -116,7 +129,9 @@ class IntakePool:
             # spawn, not fork: this process has threads (a fork could copy a held lock)
             mp_context=multiprocessing.get_context("spawn"),
             initializer=_start_process,
-            initargs=(self._settings, self._prefix, self._setup),
+            # this process's id, not the child's getppid() then: a child that starts after
+            # the server died would take its new parent (init) for the server, forever
+            initargs=(self._settings, self._prefix, self._setup, os.getpid()),
         )
 
     def receive(
@@ -127,16 +142,43 @@ class IntakePool:
             return self._submit(intake.receive, ctx, headers, body, digests)
         return self._submit(_receive_in_process, headers, bytes(body), dict(digests))
 
+    def waited_s(self) -> float:
+        """How long the oldest delivery still waiting for a slot has waited (0: none waits).
+
+        The executor starts work in submission order, so the ``slots`` oldest pending
+        deliveries are the running ones and the next one is the oldest waiting."""
+        with self._lock:
+            return self._waited_s()
+
+    def _waited_s(self) -> float:
+        if len(self._pending) <= self.slots:
+            return 0.0
+        since = next(itertools.islice(self._pending.values(), self.slots, None))
+        return self._clock() - since
+
+    def overloaded(self) -> bool:
+        """True when a new delivery would be refused (full, or its queue too old)."""
+        with self._lock:
+            return self._overloaded()
+
+    def _overloaded(self) -> bool:
+        full = len(self._pending) >= self.slots + self.backlog
+        return full or self._waited_s() >= SHED_WAIT_S
+
     def _submit(
         self, fn: Callable[..., Answer], *args: Any
     ) -> concurrent.futures.Future[Answer] | None:
         with self._lock:
-            if self._pending >= self.slots + self.backlog:
+            if self._overloaded():
+                self.shed += 1
                 return None
             if self._executor is None:
                 self._executor = self._new_executor()
             executor = self._executor
-            self._pending += 1
+            self._serial += 1
+            ticket = self._serial
+            self._pending[ticket] = self._clock()
+        done = functools.partial(self._done, ticket)
         try:
             try:
                 future = executor.submit(fn, *args)
@@ -149,14 +191,14 @@ class IntakePool:
                     executor = self._executor
                 future = executor.submit(fn, *args)
         except BaseException:
-            self._done(None)
+            done(None)
             raise
-        future.add_done_callback(self._done)
+        future.add_done_callback(done)
         return future
 
-    def _done(self, _: concurrent.futures.Future[Answer] | None) -> None:
+    def _done(self, ticket: int, _: concurrent.futures.Future[Answer] | None) -> None:
         with self._lock:
-            self._pending -= 1
+            self._pending.pop(ticket, None)
 
     def shutdown(self) -> None:
         """Stop the workers (waiting intakes are cancelled, running ones finish); back to
@@ -173,7 +215,9 @@ class IntakePool:
 _PROCESS_CTX: AppContext | None = None
 
 
-def _start_process(settings: Settings, prefix: str, setup: Callable[[], None] | None) -> None:
+def _start_process(
+    settings: Settings, prefix: str, setup: Callable[[], None] | None, parent: int
+) -> None:
     global _PROCESS_CTX
     from ..context import AppContext
 
@@ -181,7 +225,7 @@ def _start_process(settings: Settings, prefix: str, setup: Callable[[], None] | 
         setup()
     # The serving process stops its workers itself (a Ctrl-C reaches the whole group).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
+    threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
     _PROCESS_CTX = AppContext.from_settings(settings, prefix=prefix)
 
 
@@ -249,6 +293,8 @@ async def github_webhook(request: Request, ctx: AppContext) -> Response:
     headers = dict(request.headers)
     if not wh.signature_well_formed(headers.get("x-hub-signature-256")):
         return to_response(wh.UNAUTHORIZED)  # the body is never read
+    if POOL.overloaded():
+        return to_response(BUSY)  # shed before reading (and hashing) the body
     signer = wh.StreamSigner([ctx.settings.webhook_secret])
     budget = BUDGET
     body, refusal, taken = await read_body(request, signer, budget)

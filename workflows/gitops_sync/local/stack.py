@@ -21,7 +21,7 @@ from ..core.errors import UsageError
 from ..core.redact import redact
 from ..settings import Settings
 from .poller import QueueOptions, QueuePoller, in_daemon_thread
-from .server import LocalServer
+from .server import LocalServer, loop_factory
 
 log = logging.getLogger("gitops_sync")
 
@@ -64,7 +64,8 @@ class Stack:
         return self.server.url if self.server else None
 
     def run(self) -> None:
-        asyncio.run(self._main())
+        with asyncio.Runner(loop_factory=loop_factory()) as runner:
+            runner.run(self._main())
 
     def stop(self) -> None:
         """Ask a running stack to stop (safe from any thread or signal)."""
