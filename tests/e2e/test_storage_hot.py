@@ -35,7 +35,8 @@ CHUNKED = (
 
 class Scripted:
     """A loopback server answering request i with ``answers[i]`` (bytes, or "drop": read
-    the request and close without a byte); counts connections and requests."""
+    the request and close without a byte, or "half": close after the status line);
+    counts connections and requests."""
 
     def __init__(self, answers: list[bytes | str]) -> None:
         self.answers = answers
@@ -73,6 +74,9 @@ class Scripted:
                 buf = buf[length:]
                 answer = self.answers.pop(0) if self.answers else OK
                 if answer == "drop":
+                    return
+                if answer == "half":
+                    conn.sendall(b"HTTP/1.1 200 OK\r\n")
                     return
                 assert isinstance(answer, bytes)
                 conn.sendall(answer)
@@ -117,6 +121,20 @@ def test_a_stale_reused_connection_is_retried_once_on_a_new_one(scripted):
     wire.exchange(raw)
     assert wire.exchange(raw)[0] == 204  # the reused one was dropped: a new one carried it
     assert (server.connections, len(server.requests)) == (2, 3)
+    wire.close()
+
+
+def test_a_reused_connection_closed_mid_answer_is_an_error_not_resent(scripted):
+    """Once a byte of the answer came, the server acted on the request: a queue put or an
+    insert sent again could be done twice. Only a connection that failed before any
+    answer byte is retried."""
+    server = scripted([OK, "half", OK])
+    wire = Wire(server.url)
+    raw = b"POST /x HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\n\r\n"
+    wire.exchange(raw)
+    with pytest.raises(ServiceResponseError):
+        wire.exchange(raw)
+    assert (server.connections, len(server.requests)) == (1, 2)
     wire.close()
 
 

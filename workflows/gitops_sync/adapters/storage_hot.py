@@ -92,12 +92,17 @@ class Wire:
         for attempt in (1, 2):
             sock, reused = self._checkout()
             sock.settimeout(read_s)
+            sent = False
             try:
                 sock.sendall(raw)
+                sent = True
                 status, headers, body, keep = _read_answer(sock)
             except (_NotStarted, OSError) as exc:
                 sock.close()
-                if reused and attempt == 1 and not isinstance(exc, TimeoutError):
+                # Only before any byte of the answer (once one came, the server acted on
+                # the request, and a put or an insert must not be sent twice).
+                stale = isinstance(exc, _NotStarted) or not sent
+                if reused and attempt == 1 and stale and not isinstance(exc, TimeoutError):
                     continue  # closed while idle: it never saw the request
                 if isinstance(exc, _NotStarted):
                     raise ServiceResponseError(f"no answer from {self.host_header}") from exc
@@ -148,7 +153,14 @@ def _read_answer(sock: socket.socket) -> tuple[int, dict[str, str], bytes, bool]
     whether the connection may carry another request."""
     buf = bytearray()
     while (end := buf.find(b"\r\n\r\n")) < 0:
-        chunk = sock.recv(65536)
+        try:
+            chunk = sock.recv(65536)
+        except TimeoutError:
+            raise
+        except OSError as exc:
+            if not buf:
+                raise _NotStarted() from exc  # reset before any byte of the answer
+            raise
         if not chunk:
             if not buf:
                 raise _NotStarted()
