@@ -125,9 +125,9 @@ def alive(pid: int) -> bool:
     return state != "Z"
 
 
-def test_intake_processes_end_with_a_server_killed_by_sigkill(storage: str, tmp_path: Path):
-    """`serve --intake-processes 2` killed with SIGKILL leaves no intake process behind."""
-    env = base_env(
+def server_env(storage: str, tmp_path: Path) -> dict[str, str]:
+    """A server's environment on ``storage`` with a queue of its own."""
+    return base_env(
         tmp_path,
         AzureWebJobsStorage=storage,
         SYNC_REPOSITORY=REPOSITORY,
@@ -135,6 +135,11 @@ def test_intake_processes_end_with_a_server_killed_by_sigkill(storage: str, tmp_
         WORKSPACE_ROOT=str(tmp_path / "ws"),
         SYNC_QUEUE=f"q{uuid.uuid4().hex[:16]}",
     )
+
+
+def test_intake_processes_end_with_a_server_killed_by_sigkill(storage: str, tmp_path: Path):
+    """`serve --intake-processes 2` killed with SIGKILL leaves no intake process behind."""
+    env = server_env(storage, tmp_path)
     server = StackProcess(["serve", "--port", "0", "--intake-processes", "2"], env, tmp_path)
     try:
         url = server.wait_for(r"listening on (\S+)").group(1)
@@ -159,13 +164,7 @@ def test_an_intake_process_started_after_its_server_died_exits(storage: str, tmp
     take whatever parent it finds at start-up for the server."""
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
     gone.wait()  # a pid that is nobody's parent any more
-    env = base_env(
-        tmp_path,
-        AzureWebJobsStorage=storage,
-        SYNC_REPOSITORY=REPOSITORY,
-        GITHUB_WEBHOOK_SECRET=SECRET,
-        WORKSPACE_ROOT=str(tmp_path / "ws"),
-    )
+    env = server_env(storage, tmp_path)
     code = (
         "import threading; from gitops_sync.http import webhook as w;"
         " from gitops_sync.settings import Settings;"
