@@ -18,7 +18,12 @@ from typing import Any, TypeVar
 
 from azure.core.exceptions import AzureError, ResourceExistsError, ResourceNotFoundError
 from azure.core.pipeline.transport import HttpTransport
-from azure.storage.queue import QueueClient, TextBase64DecodePolicy, TextBase64EncodePolicy
+from azure.storage.queue import (
+    ExponentialRetry,
+    QueueClient,
+    TextBase64DecodePolicy,
+    TextBase64EncodePolicy,
+)
 
 from ..core.errors import StorageError
 from ..core.redact import redact
@@ -28,8 +33,21 @@ from .storage_hot import HotQueue
 log = logging.getLogger("gitops_sync")
 T = TypeVar("T")
 POISON_SUFFIX = "-poison"  # the Functions host's name for a queue's poison queue
-#: the SDK's retries of one call (see adapters/tables.py)
-CLIENT_OPTIONS: dict[str, Any] = {"retry_total": 3, "retry_backoff_factor": 0.2}
+
+
+class QuickRetry(ExponentialRetry):
+    """The storage SDK's retry policy with back-off 0.2, 0.4, 0.8 s, as the lean path's.
+
+    The queue SDK ignores azure-core's ``retry_backoff_factor``: its own
+    ``ExponentialRetry`` waits 15 s (+-3) before the first retry and 18 s before the
+    second, which would hold a call far past a webhook's deadline."""
+
+    def __init__(self, retry_total: int = 3, backoff_s: float = 0.2) -> None:
+        super().__init__(initial_backoff=0, retry_total=retry_total, random_jitter_range=0)
+        self.backoff_s = backoff_s
+
+    def get_backoff_time(self, settings: dict[str, Any]) -> float:
+        return float(self.backoff_s * 2 ** (settings["count"] - 1))  # count: 1 on the first retry
 
 
 def queue_missing(exc: BaseException) -> bool:
@@ -86,7 +104,7 @@ class JobQueue:
             "message_encode_policy": TextBase64EncodePolicy(),
             "message_decode_policy": _LenientBase64DecodePolicy(),
             "transport": transport or LeanTransport(),
-            **CLIENT_OPTIONS,
+            "retry_policy": QuickRetry(),  # 3 retries of one call (see adapters/tables.py)
         }
 
     @classmethod
