@@ -21,6 +21,8 @@ from gitops_sync.local.server import LocalServer
 #: what ``gitops-sync dev`` prints once it is up: its URL, and its emulator's ports
 DEV_LISTENING = r"listening on (http://127\.0\.0\.1:(\d+))"
 DEV_AZURITE = r"Azurite \(blob (\d+), queue (\d+), table (\d+)"
+# The banner's last line: once it is out, the whole banner is.
+DEV_BANNER_END = r"Ctrl-C stops everything"
 
 GITOPS_SYNC = str(Path(sys.executable).parent / "gitops-sync")
 _SCRUBBED = (

@@ -18,6 +18,7 @@ import pytest
 
 from tests.e2e.local_stack_support import (
     DEV_AZURITE,
+    DEV_BANNER_END,
     DEV_LISTENING,
     GITOPS_SYNC,
     StackProcess,
@@ -77,6 +78,7 @@ def dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dev]:
     try:
         url = proc.wait_for(DEV_LISTENING).group(1)
         ports = [int(p) for p in proc.wait_for(DEV_AZURITE).groups()]
+        proc.wait_for(DEV_BANNER_END)  # the banner is printed line by line
         yield Dev(proc, url, repo, workspace, env, tmp, ports)
     finally:
         proc.close()
