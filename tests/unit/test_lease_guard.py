@@ -32,7 +32,7 @@ WRITES = {
     "delete_dir": lambda s: s.delete_dir("d"),
     "clean_temporaries": lambda s: s.clean_temporaries(),
     "write_meta": lambda s: s.write_meta("manifest.json", b"changed"),
-    "splice_meta": lambda s: s.splice_meta("manifest.json", b"{}\n", 2, b"row"),
+    "append_meta": lambda s: s.append_meta("manifest.json", b"row", 2),
 }
 
 
