@@ -348,11 +348,11 @@ def _last_manifest(store: LocalDirectory) -> tuple[Manifest, int | None]:
     at = trailer_offset(tail)
     if at is not None and 0 <= at < size:
         skip = size - len(tail)
-        if at >= skip:
-            buf = tail[at - skip :]
-        else:  # a long last record (a whole write): its header line is at its start
-            more = store.read_meta_range(MANIFEST, at, TAIL)
-            buf = more[0] if more is not None else b""
+        buf = tail[at - skip :] if at >= skip else b""
+        length = TAIL
+        while b"\n" not in buf and at + len(buf) < size:  # a long record, or header line
+            more = store.read_meta_range(MANIFEST, at, length)
+            buf, length = (more[0] if more is not None else tail[-1:]), length * 4
         header = record_header(buf, at, size)
         if header is not None:
             return header, size
