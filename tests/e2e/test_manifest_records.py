@@ -11,7 +11,6 @@ real folders, real processes.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
