@@ -62,9 +62,6 @@ class LeaseGuardedStore:
     def observe(self, paths: Iterable[str]) -> Listing:
         return self.store.observe(paths)  # type: ignore[attr-defined]
 
-    def read_meta_head(self, name: str) -> tuple[bytes, int] | None:
-        return self.store.read_meta_head(name)  # type: ignore[attr-defined]
-
     def read_meta_range(self, name: str, offset: int, length: int) -> tuple[bytes, int] | None:
         return self.store.read_meta_range(name, offset, length)  # type: ignore[attr-defined]
 

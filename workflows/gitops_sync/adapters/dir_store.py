@@ -338,17 +338,6 @@ class DirectoryStore:
             f.write(data)
         os.replace(tmp, os.path.join(self._meta, name))
 
-    def read_meta_head(self, name: str) -> tuple[bytes, int] | None:
-        """NAME's first line (without its newline) and how many bytes follow it, reading
-        only that line; None when absent."""
-        try:
-            with open(os.path.join(self._meta, name), "rb") as f:
-                first = f.readline()
-                size = os.fstat(f.fileno()).st_size
-        except (FileNotFoundError, NotADirectoryError):
-            return None
-        return first.rstrip(b"\n"), size - len(first)
-
     def read_meta_range(self, name: str, offset: int, length: int) -> tuple[bytes, int] | None:
         """Up to LENGTH bytes of NAME from OFFSET (negative: from the end), and NAME's size;
         None when absent."""
