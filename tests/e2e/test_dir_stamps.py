@@ -144,3 +144,38 @@ def test_where_stamps_cannot_be_trusted_every_directory_is_read(
         sync(repo, NoChmodStore(ws))
     assert [[], []] == untracked_looks
     assert not (ws / ".gitops-sync/dirs").exists()
+
+
+def test_moved_stamps_are_appended_and_a_torn_file_is_void(
+    tmp_path: Path, untracked_looks: list[list[str]]
+) -> None:
+    """A sync that moves a few stamps appends them (the file is not rewritten); the stamps
+    read back through the appended segments still find a stray anywhere; a torn file (a
+    crash mid-append) is void: the next sync reads every directory, and is exact."""
+    repo = Repo(tmp_path / "repo")
+    ws = tmp_path / "ws"
+    settled(repo, ws)
+    stamps = ws / ".gitops-sync" / "dirs"
+    before = stamps.stat()
+    repo.write("d1/f001.txt", "changed\n")
+    commit = repo.commit("B")
+    sync(repo, DirectoryStore(ws))
+    sync(repo, DirectoryStore(ws))  # d1 settles: appended again
+    after = stamps.stat()
+    assert before.st_ino == after.st_ino and after.st_size > before.st_size
+    (ws / "d4" / "stray.txt").write_text("not in git\n")
+    untracked_looks.clear()
+    assert 1 == sync(repo, DirectoryStore(ws)).counts["deleted"]
+    assert [["d4"]] == untracked_looks
+    assert_exact(repo, commit, ws)
+    with open(stamps, "r+b") as f:
+        f.truncate(stamps.stat().st_size - 3)
+    (ws / "d5" / "stray.txt").write_text("not in git\n")
+    untracked_looks.clear()
+    assert 1 == sync(repo, DirectoryStore(ws)).counts["deleted"]
+    assert [[]] == untracked_looks  # the whole workspace: the torn file said nothing
+    assert_exact(repo, commit, ws)
+    untracked_looks.clear()
+    sync(repo, DirectoryStore(ws))  # every directory unknown yet: all read, stamps taken
+    sync(repo, DirectoryStore(ws))
+    assert [[]] == untracked_looks  # then trusted again: the second reads none

@@ -154,6 +154,23 @@ def test_a_file_added_after_the_early_look_is_found_by_the_next_sync(
     assert 0 == cli_sync(repo, ws, capsys)["deleted"]
 
 
+def test_a_no_op_through_the_cli_writes_no_bookkeeping(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The CLI starts the scan (and takes the stamps) before the sync's own index exists:
+    a no-op still finds the stamps file saying what it would write, and leaves it (and
+    the manifest and index) as they were (the stamps were rewritten on every sync)."""
+    repo = Repo(tmp_path / "repo")
+    ws = tmp_path / "ws"
+    settled(repo, ws)
+    cli_sync(repo, ws, capsys)  # settles every stamp through the CLI path too
+    meta = ws / ".gitops-sync"
+    names = ("dirs", "manifest.json", "index")
+    before = {n: (meta / n).stat().st_ino for n in names}
+    assert 0 == cli_sync(repo, ws, capsys)["bytes_written"]
+    assert before == {n: (meta / n).stat().st_ino for n in names}
+
+
 def test_where_chmod_does_not_stick_no_scan_is_started_early(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

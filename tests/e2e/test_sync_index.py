@@ -138,6 +138,9 @@ def test_a_failed_manifest_write_after_the_index_update_is_repaired(tmp_path: Pa
         def write_meta(self, name: str, data: bytes) -> None:
             raise OSError("disk gone")
 
+        def append_meta(self, name: str, data: bytes, at: int) -> None:
+            raise OSError("disk gone")  # the manifest's other write (a record appended)
+
     repo = Repo(tmp_path / "repo")
     many_files(repo, 10)
     ws = tmp_path / "ws"

@@ -32,7 +32,7 @@ WRITES = {
     "delete_dir": lambda s: s.delete_dir("d"),
     "clean_temporaries": lambda s: s.clean_temporaries(),
     "write_meta": lambda s: s.write_meta("manifest.json", b"changed"),
-    "splice_meta": lambda s: s.splice_meta("manifest.json", b"{}\n", 2, b"row"),
+    "append_meta": lambda s: s.append_meta("manifest.json", b"row", 2),
 }
 
 
@@ -65,7 +65,7 @@ def test_reads_pass_after_the_lease_is_lost(tmp_path: Path):
     assert b"a\n" == b"".join(guarded.read_chunks("a.txt"))
     assert 2 == guarded.file_size("d/b.txt")
     assert b"{}" == guarded.read_meta("manifest.json")
-    assert (b"{}", 0) == guarded.read_meta_head("manifest.json")
+    assert (b"{}", 2) == guarded.read_meta_range("manifest.json", 0, 10)
     assert guarded.describe() == _inner.describe()
 
 

@@ -62,8 +62,8 @@ class LeaseGuardedStore:
     def observe(self, paths: Iterable[str]) -> Listing:
         return self.store.observe(paths)  # type: ignore[attr-defined]
 
-    def read_meta_head(self, name: str) -> tuple[bytes, int] | None:
-        return self.store.read_meta_head(name)  # type: ignore[attr-defined]
+    def read_meta_range(self, name: str, offset: int, length: int) -> tuple[bytes, int] | None:
+        return self.store.read_meta_range(name, offset, length)  # type: ignore[attr-defined]
 
     def describe(self) -> str:
         return self.store.describe()
@@ -122,6 +122,6 @@ class LeaseGuardedStore:
         self.lease.check()
         self.store.write_meta(name, data)
 
-    def splice_meta(self, name: str, head: bytes, skip: int, tail: bytes) -> None:
+    def append_meta(self, name: str, data: bytes, at: int) -> None:
         self.lease.check()
-        self.store.splice_meta(name, head, skip, tail)  # type: ignore[attr-defined]
+        self.store.append_meta(name, data, at)  # type: ignore[attr-defined]

@@ -29,7 +29,14 @@ from .adapters.git_index import (
     WorktreeScan,
 )
 from .core.function_report import FUNCTIONS_DIR, FunctionReport, find_function_tomls
-from .core.manifest import Manifest, appended_pieces, dumps_rows, loads_header
+from .core.manifest import (
+    Manifest,
+    append_record,
+    dumps_rows,
+    loads_header,
+    record_header,
+    trailer_offset,
+)
 from .core.model import MODE_EXEC, MODE_FILE, Content, Skipped, SourceFile, TreeRecord
 from .core.plan import Plan, directories_of, plan_sync
 from .core.select import SYNCIGNORE, SyncIgnore, select_desired
@@ -209,9 +216,8 @@ def _incremental(
     progress: Progress | None,
     scan: WorktreeScan | None = None,
 ) -> SyncResult:
-    # the header alone: the rows stay on disk (appended to, never read here)
-    head = store.read_meta_head(MANIFEST)
-    manifest = loads_header(head[0] if head else None)
+    # the last header alone: the rows stay on disk (appended to, never read here)
+    manifest, size = _last_manifest(store)
     indexed_before = idx.entry_count()
     rows_match_index = manifest.index is not None and manifest.index == idx.checksum()
     # the selection and functions/ are listed while git compares (another core)
@@ -305,12 +311,17 @@ def _incremental(
     same = (header.commit, header.ref, header.functions) == (
         manifest.commit, manifest.ref, manifest.functions,
     )  # fmt: skip
-    if head and rows_match_index and not rows and same:
+    if size is not None and rows_match_index and not rows and same:
         pass  # nothing changed, not even the bookkeeping: nothing is written
-    elif head and rows_match_index and appended <= max(1000, indexed_before // 4):
+    elif (
+        size is not None
+        and rows_match_index
+        and appended <= max(1000, indexed_before // 4)
+        and manifest.records < max(MIN_RECORDS, indexed_before // 64)
+    ):  # a record appended in place: only the change is written (``core.manifest``)
         header.index, header.appended = idx.checksum(), appended
-        first, tail = appended_pieces(header, rows, head[1])
-        store.splice_meta(MANIFEST, first, len(head[0]) + 1, tail)
+        header.records = manifest.records + 1
+        store.append_meta(MANIFEST, append_record(header, rows, size), size)
     else:  # the rows do not describe this index (a crash, a fallback), or too many appended
         if records is None:
             records, _ = source.start_list_tree(commit)()
@@ -318,6 +329,34 @@ def _incremental(
         _write_manifest(store, idx, header, desired)
     _record_dir_stamps(commit, idx, scan, want, untracked, bad_names)
     return result
+
+
+#: a manifest gets at least this many appended records before it is rewritten whole
+MIN_RECORDS = 256
+#: the manifest's last bytes read to find its last header (a record's header is short)
+TAIL = 1 << 16
+
+
+def _last_manifest(store: LocalDirectory) -> tuple[Manifest, int | None]:
+    """The manifest's last header, read from its end, and its size when a record can be
+    appended to it; (the header, None) when not (a torn last record, an older format: the
+    header is then found by reading the whole file, and the next write is whole)."""
+    got = store.read_meta_range(MANIFEST, -TAIL, TAIL)
+    if got is None:
+        return Manifest(), None
+    tail, size = got
+    at = trailer_offset(tail)
+    if at is not None and 0 <= at < size:
+        skip = size - len(tail)
+        buf = tail[at - skip :] if at >= skip else b""
+        length = TAIL
+        while b"\n" not in buf and at + len(buf) < size:  # a long record, or header line
+            more = store.read_meta_range(MANIFEST, at, length)
+            buf, length = (more[0] if more is not None else tail[-1:]), length * 4
+        header = record_header(buf, at, size)
+        if header is not None:
+            return header, size
+    return loads_header(store.read_meta(MANIFEST)), None
 
 
 def _record_dir_stamps(

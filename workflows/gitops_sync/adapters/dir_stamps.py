@@ -23,7 +23,13 @@ Two details keep it exact:
 
 The file names the index (its checksum) it was recorded against: another index
 (a rebuild, a fallback, a crash between the index update and this file) makes
-it void, and every directory is read. Only where stamps can be trusted: the
+it void, and every directory is read. It is a sequence of segments, each
+``<index checksum> <length>\n`` then that many bytes of NUL-terminated (path,
+stamp) pairs; a later pair replaces an earlier one (the stamp ``-`` removes the
+path) and the last segment's checksum is the file's. A sync that moved a few
+stamps appends one segment (only the sync reads this file, under the workspace's
+lock); a torn segment voids the file. It is rewritten whole when the appended
+segments outgrow a quarter of it. Only where stamps can be trusted: the
 caller does not use it where chmod does not stick (an SMB mount, whose times
 and inode numbers the SMB client may cache or make up).
 """
@@ -40,9 +46,36 @@ STAMPS = "dirs"
 MAX_PATHSPECS = 64
 
 
-def _stamp(st: os.stat_result) -> str:
-    # hexadecimal: a fifth of the cost of decimal for 19-digit numbers (one per directory)
-    return "%x.%x.%x" % (st.st_mtime_ns, st.st_ctime_ns, st.st_ino)  # noqa: UP031
+#: a pair's stamp that removes its path (a directory gone)
+GONE = "-"
+
+
+def _segment(checksum: str, pairs: Iterable[tuple[str, str]]) -> bytes:
+    body = "".join(f"{p}\0{s}\0" for p, s in pairs).encode("utf-8", "surrogateescape")
+    return b"%s %d\n%s" % (checksum.encode("ascii"), len(body), body)
+
+
+def _parse(data: bytes) -> tuple[str, dict[str, str], int] | None:
+    """The file's (last checksum, stamps, bytes of its first segment); None when torn."""
+    stamps: dict[str, str] = {}
+    checksum, first, pos = "", 0, 0
+    while pos < len(data):
+        nl = data.find(b"\n", pos)
+        head = data[pos:nl].split(b" ") if nl >= 0 else []
+        if len(head) != 2 or not head[1].isdigit():
+            return None
+        end = nl + 1 + int(head[1])
+        if end > len(data):
+            return None
+        fields = data[nl + 1 : end].decode("utf-8", "surrogateescape").split("\0")
+        if len(fields) % 2 != 1 or fields[-1]:  # pairs, each field NUL-terminated
+            return None
+        stamps.update(zip(fields[0:-1:2], fields[1:-1:2], strict=True))
+        checksum, pos = head[0].decode("ascii", "replace"), end
+        first = first or end
+    for path in [p for p, v in stamps.items() if v == GONE]:
+        del stamps[path]
+    return checksum, stamps, first
 
 
 class DirStamps:
@@ -52,7 +85,8 @@ class DirStamps:
         self.root = root
         self.file = os.path.join(meta, STAMPS)
         self._tmp = os.path.join(meta, "tmp")
-        self._recorded: bytes | None = None  # the file as read
+        self._size: int | None = None  # the file's size as read (valid), and its first
+        self._first = 0  # segment's
         self._checksum: str | None = None  # and what it says, when valid
         self._stamps: dict[str, str] = {}
 
@@ -62,18 +96,13 @@ class DirStamps:
                 data = f.read()
         except OSError:
             return None
-        self._recorded = data
-        head, _, body = data.partition(b"\n")
-        if not index_checksum or head.decode("ascii", "replace") != index_checksum:
+        parsed = _parse(data)
+        if parsed is None:
             return None
-        self._checksum = index_checksum
-        try:
-            fields = body.decode("utf-8", "surrogateescape").split("\0")
-        except UnicodeDecodeError:  # pragma: no cover (surrogateescape decodes anything)
+        self._size, self._first = len(data), parsed[2]
+        self._checksum, self._stamps = parsed[0], parsed[1]
+        if not index_checksum or parsed[0] != index_checksum:
             return None
-        if len(fields) % 2 != 1 or fields[-1]:  # pairs, each field NUL-terminated
-            return None
-        self._stamps = dict(zip(fields[0:-1:2], fields[1:-1:2], strict=True))
         return self._stamps
 
     def _now(self) -> int | None:
@@ -99,22 +128,31 @@ class DirStamps:
             return None, {}
         seen: dict[str, str] = {}
         changed: list[str] = []
-        root = self.root
-        prefix = root.rstrip("/") + "/"
-        lstat = os.lstat
-        for path, old in recorded.items():
-            try:
-                st = lstat(prefix + path if path else root)
-            except OSError:
-                changed.append(path)
-                continue
-            if not stat.S_ISDIR(st.st_mode):
-                changed.append(path)
-                continue
-            new = _stamp(st) if st.st_ctime_ns < now else ""
-            seen[path] = new
-            if not new or new != old:
-                changed.append(path)
+        try:  # each directory looked up from the top one (not its whole path each time)
+            fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except OSError:
+            return None, {}
+        lstat, isdir = os.stat, stat.S_ISDIR
+        try:
+            for path, old in recorded.items():
+                try:
+                    st = lstat(path or ".", dir_fd=fd, follow_symlinks=False)
+                except OSError:
+                    changed.append(path)
+                    continue
+                if not isdir(st.st_mode):
+                    changed.append(path)
+                    continue
+                if st.st_ctime_ns < now:  # hexadecimal: a fifth of decimal's cost
+                    new = "%x.%x.%x" % (st.st_mtime_ns, st.st_ctime_ns, st.st_ino)  # noqa: UP031
+                    seen[path] = new
+                    if new != old:
+                        changed.append(path)
+                else:
+                    seen[path] = ""
+                    changed.append(path)
+        finally:
+            os.close(fd)
         if "" in changed or "" not in recorded or len(changed) > MAX_PATHSPECS:
             return None, seen
         changed.sort()
@@ -143,20 +181,38 @@ class DirStamps:
         stamps.update(dict.fromkeys(unknown, ""))
         if index_checksum == self._checksum and stamps == self._stamps:
             return  # what the file says already (a no-op): not even formatted
-        body = "".join(f"{p}\0{s}\0" for p, s in sorted(stamps.items()))
-        data = f"{index_checksum}\n{body}".encode("utf-8", "surrogateescape")
-        if data == self._recorded:
-            return
+        known = self._stamps if self._size is not None else None
+        if known is not None and self._size is not None:
+            moved = [(p, v) for p, v in stamps.items() if known.get(p) != v]
+            moved.extend((p, GONE) for p in known.keys() - stamps.keys())
+            segment = _segment(index_checksum, sorted(moved))
+            if self._size - self._first + len(segment) <= max(4096, self._first // 4):
+                try:  # one segment appended: only what moved is written
+                    fd = os.open(self.file, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
+                    try:
+                        if os.fstat(fd).st_size == self._size:
+                            view = memoryview(segment)
+                            while view:
+                                view = view[os.write(fd, view) :]
+                            self._size += len(segment)
+                            self._checksum, self._stamps = index_checksum, stamps
+                            return
+                    finally:
+                        os.close(fd)
+                except OSError:
+                    pass  # written whole below
+        data = _segment(index_checksum, sorted(stamps.items()))
         os.makedirs(self._tmp, exist_ok=True)
         tmp = os.path.join(self._tmp, f"dirs-{os.urandom(8).hex()}")
         with open(tmp, "wb") as f:
             f.write(data)
         os.replace(tmp, self.file)
-        self._recorded, self._checksum, self._stamps = data, index_checksum, stamps
+        self._size, self._first = len(data), len(data)
+        self._checksum, self._stamps = index_checksum, stamps
 
     def remove(self) -> None:
         try:  # noqa: SIM105 (not contextlib: it is loaded only after git starts)
             os.unlink(self.file)
         except FileNotFoundError:
             pass
-        self._recorded, self._checksum, self._stamps = None, None, {}
+        self._size, self._first, self._checksum, self._stamps = None, 0, None, {}

@@ -338,34 +338,33 @@ class DirectoryStore:
             f.write(data)
         os.replace(tmp, os.path.join(self._meta, name))
 
-    def read_meta_head(self, name: str) -> tuple[bytes, int] | None:
-        """NAME's first line (without its newline) and how many bytes follow it, reading
-        only that line; None when absent."""
+    def read_meta_range(self, name: str, offset: int, length: int) -> tuple[bytes, int] | None:
+        """Up to LENGTH bytes of NAME from OFFSET (negative: from the end), and NAME's size;
+        None when absent."""
         try:
-            with open(os.path.join(self._meta, name), "rb") as f:
-                first = f.readline()
-                size = os.fstat(f.fileno()).st_size
+            fd = os.open(os.path.join(self._meta, name), os.O_RDONLY | os.O_CLOEXEC)
         except (FileNotFoundError, NotADirectoryError):
             return None
-        return first.rstrip(b"\n"), size - len(first)
+        try:
+            size = os.fstat(fd).st_size
+            start = max(0, size + offset) if offset < 0 else offset
+            return os.pread(fd, max(0, min(length, size - start)), start), size
+        finally:
+            os.close(fd)
 
-    def splice_meta(self, name: str, head: bytes, skip: int, tail: bytes) -> None:
-        """``write_meta`` of HEAD, then NAME's bytes from offset SKIP on, then TAIL. The kept
-        bytes are copied once, from a read-only mapping of the file: never read into
-        Python objects, never parsed."""
-        import mmap  # deferred: only an incremental sync appends
-
-        with open(os.path.join(self._meta, name), "rb") as f:
-            if os.fstat(f.fileno()).st_size <= skip:
-                data = head + tail
-            else:
-                with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
-                    view = memoryview(mapped)
-                    try:
-                        data = b"".join((head, view[skip:], tail))
-                    finally:
-                        view.release()
-        self.write_meta(name, data)
+    def append_meta(self, name: str, data: bytes, at: int) -> None:
+        """Write DATA at the end of NAME, which must be AT bytes long (else OSError, and
+        nothing is written). In place: a reader may see part of DATA, so DATA must be
+        something a reader can tell apart when partial (``core.manifest``'s records)."""
+        fd = os.open(os.path.join(self._meta, name), os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
+        try:
+            if os.fstat(fd).st_size != at:
+                raise OSError(errno.ESTALE, f"{name} is not {at} bytes long")
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+        finally:
+            os.close(fd)
 
     # ------------------------------------------------------------------ reads
     def _open_regular(self, path: str) -> int:

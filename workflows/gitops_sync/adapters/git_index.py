@@ -87,9 +87,11 @@ class WorktreeScan:
     """``diff-index``, ``diff-files`` and ``ls-files -o`` under way (``start_scan``).
 
     ``dir_stamps``: the directory stamps taken before ``ls-files -o`` started
-    (``adapters.dir_stamps``), None where they are not used."""
+    (``adapters.dir_stamps``), None where they are not used; ``stamper``: the
+    ``DirStamps`` that took them (it knows what its file says, so that a sync that
+    changes nothing does not rewrite it), whichever ``WorkspaceIndex`` records them."""
 
-    __slots__ = ("commit", "dir_stamps", "finishers", "index_file")
+    __slots__ = ("commit", "dir_stamps", "finishers", "index_file", "stamper")
 
     def __init__(
         self,
@@ -97,11 +99,13 @@ class WorktreeScan:
         commit: str,
         *finishers: Callable[[], bytes],
         dir_stamps: dict[str, str] | None = None,
+        stamper: DirStamps | None = None,
     ) -> None:
         self.index_file = index_file
         self.commit = commit
         self.finishers = finishers
         self.dir_stamps = dir_stamps
+        self.stamper = stamper
 
     def close(self) -> None:
         """Wait for the processes (their answers may be unused: a fallback, an error)."""
@@ -255,13 +259,13 @@ class WorkspaceIndex:
                 self.dir_stamps, dirs, seen = early
             else:
                 dirs, seen = self.dir_stamps.check(checksum)
+        stamper = self.dir_stamps if seen is not None else None
         if dirs == []:
             return WorktreeScan(self.index_file, commit, diff_index, diff_files, lambda: b"",
-                                dir_stamps=seen)  # fmt: skip
+                                dir_stamps=seen, stamper=stamper)  # fmt: skip
         untracked = self._start(*untracked_args(dirs))
-        return WorktreeScan(
-            self.index_file, commit, diff_index, diff_files, untracked, dir_stamps=seen
-        )
+        return WorktreeScan(self.index_file, commit, diff_index, diff_files, untracked,
+                            dir_stamps=seen, stamper=stamper)  # fmt: skip
 
     def record_dir_stamps(
         self, scan: WorktreeScan | None, new_dirs: Iterable[str], untracked: Iterable[str] = ()
@@ -273,8 +277,11 @@ class WorkspaceIndex:
         again by the next sync's look)."""
         if self.dir_stamps is not None:
             seen = scan.dir_stamps if scan is not None and scan.dir_stamps is not None else {}
+            stamps = self.dir_stamps
+            if scan is not None and scan.stamper is not None and scan.stamper.file == stamps.file:
+                stamps = scan.stamper  # the scan's (another index object may have started it)
             parents = (u.rstrip("/").rpartition("/")[0] for u in untracked)
-            self.dir_stamps.record(seen, new_dirs, parents, self.checksum())
+            stamps.record(seen, new_dirs, parents, self.checksum())
 
     def observe(
         self, commit: str, scan: WorktreeScan | None = None
