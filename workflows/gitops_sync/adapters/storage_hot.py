@@ -57,6 +57,8 @@ from azure.data.tables._deserialize import _convert_to_entity
 from azure.data.tables._serialize import _add_entity_properties
 from azure.storage.queue._shared.authentication import SharedKeyCredentialPolicy as QueueKeyPolicy
 
+from .. import timeline
+
 #: seconds to connect, and to wait for each read of an answer (as ``LeanTransport``)
 CONNECT_TIMEOUT_S, READ_TIMEOUT_S = 20.0, 60.0
 RETRIES, BACKOFF_S = 3, 0.2
@@ -244,6 +246,16 @@ class _Signed:
 
     def call(self, method: str, url: str, headers: dict[str, str], body: bytes = b"") -> _Answer:
         """The answer, after the retries described in the module docstring."""
+        if timeline.on():
+            what = method + " " + urlsplit(url).path.rsplit("/", 1)[-1].split("(", 1)[0]
+            timeline.call_start(what)
+            try:
+                return self._call(method, url, headers, body)
+            finally:
+                timeline.call_end(what)
+        return self._call(method, url, headers, body)
+
+    def _call(self, method: str, url: str, headers: dict[str, str], body: bytes) -> _Answer:
         retry_on = RETRY_STATUS[method]
         for attempt in range(RETRIES + 1):
             last = attempt == RETRIES

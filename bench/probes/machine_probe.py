@@ -1,0 +1,67 @@
+"""Run by bench_webhook.py --timeline: how late a 5 ms sleep wakes on this machine (the
+scheduler's stalls), and every 100 ms the CPU time of the machine (busy, iowait, steal) and
+of the processes named on the command line, as JSON lines [monotonic ns, event, "", detail].
+
+    python machine_probe.py OUT NAME=PID ...      (stops on SIGTERM)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import time
+
+TICK_S, SAMPLE_S = 0.005, 0.1
+
+
+def proc_cpu(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0
+    return int(fields[11]) + int(fields[12])
+
+
+def machine() -> list[int]:
+    with open("/proc/stat") as f:
+        cpu = [int(x) for x in f.readline().split()[1:]]
+    user, nice, system, idle, iowait, irq, softirq, steal = cpu[:8]
+    return [user + nice + system + irq + softirq, idle, iowait, steal]
+
+
+def main() -> None:
+    pids = {k: int(v) for k, v in (a.split("=", 1) for a in sys.argv[2:])}
+    running = True
+
+    def stop(*_: object) -> None:
+        nonlocal running
+        running = False
+
+    signal.signal(signal.SIGTERM, stop)
+    lines: list[str] = []
+    last_sample = time.monotonic_ns()
+    prev = (machine(), {k: proc_cpu(p) for k, p in pids.items()})
+    while running:
+        before = time.monotonic_ns()
+        time.sleep(TICK_S)
+        now = time.monotonic_ns()
+        late = now - before - int(TICK_S * 1e9)
+        if late > 2_000_000:
+            lines.append(json.dumps([before, "sleep_lag", "", str(late)]))
+        if now - last_sample >= SAMPLE_S * 1e9:
+            cur = (machine(), {k: proc_cpu(p) for k, p in pids.items()})
+            d = [c - p for c, p in zip(cur[0], prev[0], strict=True)]
+            per = {k: cur[1][k] - prev[1][k] for k in pids}
+            detail = " ".join(map(str, d)) + " " + " ".join(f"{k}={v}" for k, v in per.items())
+            lines.append(json.dumps([last_sample, "cpu", "", detail]))
+            prev, last_sample = cur, now
+    with open(sys.argv[1], "w") as out:
+        out.write("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    os.nice(0)
+    main()
