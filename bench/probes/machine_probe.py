@@ -32,6 +32,18 @@ def machine() -> list[int]:
     return [user + nice + system + irq + softirq, idle, iowait, steal]
 
 
+def tcp() -> dict[str, int]:
+    """TCP counters of the machine: segments retransmitted, tail-loss probes, timeouts."""
+    found: dict[str, int] = {}
+    for name in ("/proc/net/snmp", "/proc/net/netstat"):
+        with open(name) as f:
+            rows = f.read().splitlines()
+        for head, values in zip(rows[::2], rows[1::2], strict=True):
+            keys, vals = head.split()[1:], values.split()[1:]
+            found.update(zip(keys, map(int, vals), strict=True))
+    return {k: found.get(k, 0) for k in ("RetransSegs", "TCPLossProbes", "TCPTimeouts")}
+
+
 def main() -> None:
     pids = {k: int(v) for k, v in (a.split("=", 1) for a in sys.argv[2:])}
     running = True
@@ -44,6 +56,7 @@ def main() -> None:
     lines: list[str] = []
     last_sample = time.monotonic_ns()
     prev = (machine(), {k: proc_cpu(p) for k, p in pids.items()})
+    prev_tcp = tcp()
     while running:
         before = time.monotonic_ns()
         time.sleep(TICK_S)
@@ -57,6 +70,11 @@ def main() -> None:
             per = {k: cur[1][k] - prev[1][k] for k in pids}
             detail = " ".join(map(str, d)) + " " + " ".join(f"{k}={v}" for k, v in per.items())
             lines.append(json.dumps([last_sample, "cpu", "", detail]))
+            cur_tcp = tcp()
+            if cur_tcp != prev_tcp:
+                delta = " ".join(f"{k}={cur_tcp[k] - prev_tcp[k]}" for k in cur_tcp)
+                lines.append(json.dumps([last_sample, "tcp", "", delta]))
+            prev_tcp = cur_tcp
             prev, last_sample = cur, now
     with open(sys.argv[1], "w") as out:
         out.write("\n".join(lines) + "\n")

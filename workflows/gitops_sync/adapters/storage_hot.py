@@ -105,6 +105,7 @@ class Wire:
                 # the request, and a put or an insert must not be sent twice).
                 stale = isinstance(exc, _NotStarted) or not sent
                 if reused and attempt == 1 and stale and not isinstance(exc, TimeoutError):
+                    timeline.mark("stale", timeline.request(), repr(exc))
                     continue  # closed while idle: it never saw the request
                 if isinstance(exc, _NotStarted):
                     raise ServiceResponseError(f"no answer from {self.host_header}") from exc
@@ -261,12 +262,14 @@ class _Signed:
             last = attempt == RETRIES
             try:
                 answer = self.wire.exchange(self.request(method, url, dict(headers), body))
-            except (ServiceRequestError, ServiceResponseError):
+            except (ServiceRequestError, ServiceResponseError) as exc:
                 if last:
                     raise
+                timeline.mark("retry", timeline.request(), f"{type(exc).__name__}: {exc}")
             else:
                 if answer[0] not in retry_on or last:
                     return answer
+                timeline.mark("retry", timeline.request(), f"status {answer[0]}")
             time.sleep(BACKOFF_S * 2**attempt)
         raise AssertionError("unreachable")
 
