@@ -168,6 +168,8 @@ def main() -> int:
     if tcp_in:
         sums = {k: sum(int(c.get(k, 0)) for c in tcp_in) for k in tcp_in[0]}
         print(f"  TCP (whole machine): {sums}")
+    for _, _, pid, x in (e for e in machine if e[1] == "top"):
+        print(f"  CPU during the stream, pid {pid}: {x}")
     retries = [(ev, x) for t, ev, _, x in server if ev in ("retry", "stale") and t0 <= t <= t1]
     print(
         f"  storage retries {sum(1 for e, _ in retries if e == 'retry')},"

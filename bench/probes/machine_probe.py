@@ -44,6 +44,29 @@ def tcp() -> dict[str, int]:
     return {k: found.get(k, 0) for k in ("RetransSegs", "TCPLossProbes", "TCPTimeouts")}
 
 
+def all_cpu() -> dict[int, tuple[str, int]]:
+    """Every process: (name, CPU jiffies so far)."""
+    found: dict[int, tuple[str, int]] = {}
+    for pid in os.listdir("/proc"):
+        if pid.isdigit():
+            try:
+                with open(f"/proc/{pid}/stat") as f:
+                    head, tail = f.read().rsplit(")", 1)
+            except OSError:
+                continue
+            fields = tail.split()
+            found[int(pid)] = (head.split("(", 1)[1], int(fields[11]) + int(fields[12]))
+    return found
+
+
+def cmdline(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read().replace(b"\0", b" ").decode(errors="replace")[:160]
+    except OSError:
+        return "?"
+
+
 def main() -> None:
     pids = {k: int(v) for k, v in (a.split("=", 1) for a in sys.argv[2:])}
     running = True
@@ -57,6 +80,7 @@ def main() -> None:
     last_sample = time.monotonic_ns()
     prev = (machine(), {k: proc_cpu(p) for k, p in pids.items()})
     prev_tcp = tcp()
+    first = all_cpu()
     while running:
         before = time.monotonic_ns()
         time.sleep(TICK_S)
@@ -76,6 +100,16 @@ def main() -> None:
                 lines.append(json.dumps([last_sample, "tcp", "", delta]))
             prev_tcp = cur_tcp
             prev, last_sample = cur, now
+    # Who else used the CPU meanwhile (the processes alive at the end, by CPU used).
+    last = all_cpu()
+    used = sorted(((c - first.get(p, (n, 0))[1], p, n) for p, (n, c) in last.items()),
+                  reverse=True)  # fmt: skip
+    mine = set(pids.values()) | {os.getpid()}
+    for ticks, pid, name in used[:8]:
+        if ticks > 0:
+            who = "ours" if pid in mine else cmdline(pid)
+            row = [time.monotonic_ns(), "top", str(pid), f"{ticks} {name} {who}"]
+            lines.append(json.dumps(row))
     with open(sys.argv[1], "w") as out:
         out.write("\n".join(lines) + "\n")
 
