@@ -194,6 +194,7 @@ def main() -> int:
         "machine stall": stalls,
         "cpu saturated": saturated,
     }
+    retried = {rid for _, ev, rid, _ in server if ev == "retry" and rid}
     dominant: dict[str, int] = defaultdict(int)
     explained: dict[str, int] = defaultdict(int)
     unexplained = 0
@@ -226,6 +227,9 @@ def main() -> int:
             if overlap(iv, due, done) >= 0.5 * excess:
                 explained[name] += 1
                 hit = True
+        if rid in retried:  # a storage call waited out a back-off (0.2 s at first)
+            explained["storage retry"] += 1
+            hit = True
         unexplained += not hit
     if slow:
         print(
@@ -262,7 +266,7 @@ def main() -> int:
                     f"   the largest segment of {top:>4} ({top / n:.0%})"
                 )
         print("causes overlapping at least half of a slow delivery's excess (not exclusive):")
-        for name in causes:
+        for name in [*causes, "storage retry"]:
             print(f"  {name:<22} {explained.get(name, 0):>5} ({explained.get(name, 0) / n:.0%})")
         print(f"  {'none of them':<22} {unexplained:>5} ({unexplained / n:.0%})")
     return 0
