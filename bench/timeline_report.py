@@ -154,15 +154,18 @@ def main() -> int:
     if allj:
         share = {
             k: sum(int(per_side[i][1].get(k, 0)) for i in inside_cpu) / allj
-            for k in ("server", "azurite", "bench")
+            for k in ("server", "azurite", "bench", "kworkers")
         }
+        written = sum(int(per_side[i][1].get("disk_sectors", 0)) for i in inside_cpu) / 2048
         busy = sum(cpu[i][1][0] for i in inside_cpu) / allj
         steal = sum(cpu[i][1][3] for i in inside_cpu) / allj
         print(
             f"  machine (share of all cores): busy {busy:.0%} = server {share['server']:.0%}"
             f" + azurite {share['azurite']:.0%} + generator {share['bench']:.0%}"
+            f" + kernel workers {share['kworkers']:.0%}"
             f" + everything else {busy - sum(share.values()):.0%}; steal {steal:.1%}"
         )
+        print(f"  disk: {written:.0f} MB written during the stream")
     tcp = [(t, dict(kv.split("=") for kv in x.split())) for t, ev, _, x in machine if ev == "tcp"]
     tcp_in = [c for t, c in tcp if t0 <= t <= t1]
     if tcp_in:
@@ -171,6 +174,9 @@ def main() -> int:
     for _, _, pid, x in (e for e in machine if e[1] == "top"):
         print(f"  CPU during the stream, pid {pid}: {x}")
     retries = [(ev, x) for t, ev, _, x in server if ev in ("retry", "stale") and t0 <= t <= t1]
+    opened = sum(1 for t, ev, _, _ in server if ev == "connect" and t0 <= t <= t1)
+    dropped = sum(1 for t, ev, _, _ in server if ev == "discard" and t0 <= t <= t1)
+    print(f"  storage connections opened {opened}, closed because the pool was full {dropped}")
     print(
         f"  storage retries {sum(1 for e, _ in retries if e == 'retry')},"
         f" stale keep-alive connections {sum(1 for e, _ in retries if e == 'stale')}"

@@ -59,6 +59,19 @@ def all_cpu() -> dict[int, tuple[str, int]]:
     return found
 
 
+def disk_written() -> int:
+    """Sectors written so far to the machine's whole disks (not partitions, loops, rams)."""
+    total = 0
+    with open("/proc/diskstats") as f:
+        for line in f:
+            fields = line.split()
+            name = fields[2]
+            if name.startswith(("loop", "ram", "dm-")) or name[-1].isdigit():
+                continue
+            total += int(fields[9])
+    return total
+
+
 def cmdline(pid: int) -> str:
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as f:
@@ -81,6 +94,8 @@ def main() -> None:
     prev = (machine(), {k: proc_cpu(p) for k, p in pids.items()})
     prev_tcp = tcp()
     first = all_cpu()
+    kworkers = [p for p, (name, _) in first.items() if name.startswith("kworker")]
+    prev_kw, prev_disk = sum(proc_cpu(p) for p in kworkers), disk_written()
     while running:
         before = time.monotonic_ns()
         time.sleep(TICK_S)
@@ -92,6 +107,9 @@ def main() -> None:
             cur = (machine(), {k: proc_cpu(p) for k, p in pids.items()})
             d = [c - p for c, p in zip(cur[0], prev[0], strict=True)]
             per = {k: cur[1][k] - prev[1][k] for k in pids}
+            kw, disk = sum(proc_cpu(p) for p in kworkers), disk_written()
+            per["kworkers"], per["disk_sectors"] = kw - prev_kw, disk - prev_disk
+            prev_kw, prev_disk = kw, disk
             detail = " ".join(map(str, d)) + " " + " ".join(f"{k}={v}" for k, v in per.items())
             lines.append(json.dumps([last_sample, "cpu", "", detail]))
             cur_tcp = tcp()

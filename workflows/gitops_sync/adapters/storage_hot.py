@@ -141,6 +141,7 @@ class Wire:
             sock.close()
         if found is not None:
             return found, True
+        timeline.mark("connect", timeline.request(), self.host_header)
         try:
             sock = socket.create_connection((self.host, self.port), timeout=CONNECT_TIMEOUT_S)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -156,6 +157,7 @@ class Wire:
                 if len(self._idle) < self.pool_size:
                     self._idle.append((sock, time.monotonic()))
                     return
+            timeline.mark("discard", timeline.request(), self.host_header)  # the pool is full
         sock.close()
 
     def close(self) -> None:
