@@ -61,15 +61,33 @@ def lag_intervals(events: list[list], name: str, tick_ns: int, floor_ns: int) ->
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("dir", type=Path)
+    ap.add_argument("dirs", type=Path, nargs="+", metavar="DIR")
     ap.add_argument("--slow-ms", type=float, default=100.0)
     args = ap.parse_args()
-    d: Path = args.dir
+    total: dict[str, int] = defaultdict(int)
+    for d in args.dirs:
+        print(f"=== {d}")
+        counts = report(d, args.slow_ms)
+        if counts is None:
+            return 2
+        for k, v in counts.items():
+            total[k] += v
+        print()
+    if len(args.dirs) > 1 and total["slow"]:
+        n = total.pop("slow")
+        print(f"=== all {len(args.dirs)} runs: {n} deliveries over {args.slow_ms:.0f} ms")
+        for k, v in total.items():
+            print(f"  {k:<28} {v:>5} ({v / n:.0%})")
+    return 0
+
+
+def report(d: Path, slow_ms: float) -> dict[str, int] | None:
+    """Print the report of one timeline; the counts of slow deliveries per cause."""
     bench, server = load(d / "bench.jsonl"), load(d / "server.jsonl")
     node, machine = load(d / "node.jsonl"), load(d / "machine.jsonl")
     if not bench:
         print("no bench.jsonl: run bench_webhook.py --timeline DIR first")
-        return 2
+        return None
     t0 = min(r[3] for r in bench)
     t1 = max(r[5] for r in bench)
 
@@ -114,13 +132,11 @@ def main() -> int:
     pushes = [r for r in bench if r[1] != "health"]
     lat = {r[0]: (r[5] - r[3]) / 1e6 for r in bench}
     median = statistics.median(lat[r[0]] for r in pushes)
-    slow = [r for r in pushes if lat[r[0]] > args.slow_ms]
-    print(
-        f"{len(pushes)} deliveries, median {median:.1f} ms; {len(slow)} over {args.slow_ms:.0f} ms"
-    )
+    slow = [r for r in pushes if lat[r[0]] > slow_ms]
+    print(f"{len(pushes)} deliveries, median {median:.1f} ms; {len(slow)} over {slow_ms:.0f} ms")
     health = [r for r in bench if r[1] == "health"]
-    slow_health = [r for r in health if lat[r[0]] > args.slow_ms]
-    print(f"{len(health)} health checks; {len(slow_health)} over {args.slow_ms:.0f} ms")
+    slow_health = [r for r in health if lat[r[0]] > slow_ms]
+    print(f"{len(health)} health checks; {len(slow_health)} over {slow_ms:.0f} ms")
 
     window = (t1 - t0) / 1e9
     gc2 = [g for g in gc_ours if g[2] == "2"]
@@ -275,7 +291,11 @@ def main() -> int:
         for name in [*causes, "storage retry"]:
             print(f"  {name:<22} {explained.get(name, 0):>5} ({explained.get(name, 0) / n:.0%})")
         print(f"  {'none of them':<22} {unexplained:>5} ({unexplained / n:.0%})")
-    return 0
+    counts = {"slow": len(slow)}
+    counts.update({f"largest segment: {k}": v for k, v in dominant.items()})
+    counts.update({f"explained by {k}": v for k, v in explained.items()})
+    counts["explained by none"] = unexplained
+    return counts
 
 
 if __name__ == "__main__":
