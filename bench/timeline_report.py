@@ -123,10 +123,17 @@ def report(d: Path, slow_ms: float) -> dict[str, int] | None:
     per_side = [
         (t, dict(kv.split("=") for kv in x.split()[4:])) for t, ev, _, x in machine if ev == "cpu"
     ]
+    # Both cores busy (or taken by the hypervisor: steal) for a 100 ms sample.
     saturated = [
         (t, t + 100_000_000)
         for t, (busy, idle, io, steal) in cpu
-        if busy + idle + io + steal and busy / (busy + idle + io + steal) >= 0.95
+        if busy + idle + io + steal and (busy + steal) / (busy + idle + io + steal) >= 0.95
+    ]
+    # The hypervisor took 10% or more of the machine (other guests) in a 100 ms sample.
+    stolen = [
+        (t, t + 100_000_000)
+        for t, (busy, idle, io, steal) in cpu
+        if busy + idle + io + steal and steal / (busy + idle + io + steal) >= 0.10
     ]
 
     pushes = [r for r in bench if r[1] != "health"]
@@ -157,7 +164,8 @@ def report(d: Path, slow_ms: float) -> dict[str, int] | None:
         ("server loop blocked", loop_ours),
         ("node loop blocked", loop_node),
         ("machine stalls", stalls),
-        ("cpu >= 95% busy", saturated),
+        ("cpu >= 95% busy/stolen", saturated),
+        ("steal >= 10%", stolen),
     ):
         inside = [(b - a) / 1e6 for a, b in items if t0 <= a <= t1]
         if inside:
@@ -215,6 +223,7 @@ def report(d: Path, slow_ms: float) -> dict[str, int] | None:
         "node loop blocked": loop_node,
         "machine stall": stalls,
         "cpu saturated": saturated,
+        "steal >= 10%": stolen,
     }
     retried = {rid for _, ev, rid, _ in server if ev == "retry" and rid}
     dominant: dict[str, int] = defaultdict(int)
