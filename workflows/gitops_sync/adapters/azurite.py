@@ -26,19 +26,6 @@ _LISTENING = re.compile(
     r"Azurite (Blob|Queue|Table) service is successfully listening at \S+:(\d+)"
 )
 _REPO_ROOT = Path(__file__).resolve().parents[3]
-#: V8 flags for Azurite's Node.js: a young generation of up to 64 MB per semi-space instead
-#: of 16, so about a quarter as many scavenges (77 -> 20 in 20 s at 150 webhook deliveries a
-#: second) and less of its one thread spent collecting (README "Capacity, measured")
-NODE_FLAGS = ("--max-semi-space-size=64",)
-
-
-def node_options(current: str | None) -> str:
-    """``NODE_OPTIONS`` for Azurite: ``NODE_FLAGS`` added to ``current``, except a flag
-    already given there (a user's choice wins)."""
-    given = (current or "").split()
-    names = {flag.split("=", 1)[0] for flag in given}
-    extra = [flag for flag in NODE_FLAGS if flag.split("=", 1)[0] not in names]
-    return " ".join([*given, *extra])
 
 
 def find_azurite() -> str:
@@ -99,11 +86,9 @@ class Azurite:
             "--disableTelemetry",
             "--silent",
         ]
-        env = dict(os.environ, NODE_OPTIONS=node_options(os.environ.get("NODE_OPTIONS")))
         # Its own session, so stop() can end it (and any child node spawns) as a group.
         self._proc = subprocess.Popen(
             args,
-            env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
