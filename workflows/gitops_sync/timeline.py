@@ -45,6 +45,16 @@ def start(path: str | None = None) -> bool:
     return True
 
 
+def stop() -> None:
+    """Stop recording and drop the events (nothing is written)."""
+    global _events
+    if _events is None:
+        return
+    _events = None
+    gc.callbacks.remove(_on_gc)
+    atexit.unregister(write)
+
+
 def on() -> bool:
     return _events is not None
 
