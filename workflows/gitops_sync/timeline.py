@@ -10,7 +10,8 @@ events are written to ``<file>`` as JSON lines when the process exits. Times are
 
 A request is named by its ``X-Request-Id`` header (the benchmark sends one); storage
 calls are named by the intake thread's current request. Off (the default) every hook is
-a single ``is None`` test.
+a single ``is None`` test. On, the events stay in memory until exit: for benchmarks, not
+for a long-running server.
 """
 
 from __future__ import annotations
