@@ -335,6 +335,13 @@ def session_cpu_s(sid: int) -> float:
     return total / os.sysconf("SC_CLK_TCK")
 
 
+def machine_jiffies() -> tuple[int, int]:
+    """(steal, all) jiffies of the whole machine so far (/proc/stat): the hypervisor's share."""
+    with open("/proc/stat") as f:
+        fields = [int(x) for x in f.readline().split()[1:9]]
+    return fields[7], sum(fields)
+
+
 def cpu_s(pid: int) -> float:
     """User + system CPU seconds so far of process ``pid`` alone (all its threads)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -502,11 +509,12 @@ def main() -> int:
                     sys.executable, str(probe), str(timeline / "machine.jsonl"),
                     f"server={server.pid}", f"azurite={azurite_sid}", f"bench={os.getpid()}",
                 ])  # fmt: skip
-            cpu0 = cpu_now()
+            cpu0, jiffies0 = cpu_now(), machine_jiffies()
             results = asyncio.run(
                 send_stream(url, args.duration, args.rate, seed=args.seed, ids=bool(timeline))
             )
-            cpu1 = cpu_now()
+            cpu1, jiffies1 = cpu_now(), machine_jiffies()
+            steal = (jiffies1[0] - jiffies0[0]) / max(jiffies1[1] - jiffies0[1], 1)
             if machine is not None and timeline:
                 machine.terminate()
                 machine.wait(timeout=10)
@@ -577,6 +585,7 @@ def main() -> int:
         "shed_503": shed,
         "answers_over_2500_ms": late,
         "load_average": os.getloadavg(),
+        "steal_share": round(steal, 4),
         "cpu_s": cpu,
         "cpu_ms_per_delivery": {k: round(v * 1000 / len(pushes), 2) for k, v in cpu.items()},
         "health": health,
@@ -596,7 +605,8 @@ def main() -> int:
     print("answered (not 503), p50 / p99 ms: " + ", ".join(
         f"{k} {v['p50_ms']} / {v['p99_ms']}" for k, v in by_kind.items()))  # fmt: skip
     print(f"statuses {report['statuses']}; answers over 2.5 s: {late}; 503s: {shed}")
-    print(f"load average (1, 5, 15 min) at the end: {report['load_average']}")
+    print(f"load average (1, 5, 15 min) at the end: {report['load_average']};"
+          f" steal during the stream {steal:.1%}")  # fmt: skip
     cores = os.cpu_count() or 1
     print(f"CPU s during the stream {cpu}; ms per delivery {report['cpu_ms_per_delivery']}"
           f" (of {cores * args.duration:.0f} core-s on {cores} cores)")  # fmt: skip
