@@ -20,12 +20,10 @@ import asyncio
 import atexit
 import gc
 import json
-import os
 import threading
 import time
 from typing import Any
 
-ENV = "GITOPS_SYNC_TIMELINE"
 #: the event loop's probe interval
 TICK_S = 0.01
 
@@ -34,10 +32,11 @@ _events: list[tuple[int, str, str, str]] | None = None
 _local = threading.local()
 
 
-def start(path: str | None = None) -> bool:
-    """Start recording if ``path`` (or the environment) names a file; True if on."""
+def start(path: str) -> bool:
+    """Start recording if ``path`` names a file (the local stack passes
+    ``GITOPS_SYNC_TIMELINE``); True if on."""
     global _events
-    path = path if path is not None else os.environ.get(ENV, "").strip()
+    path = path.strip()
     if not path or _events is not None:
         return _events is not None
     _events = []

@@ -158,7 +158,7 @@ class Stack:
 
             self.server.set_app(create_app(self.ctx))
             tasks.append(asyncio.create_task(self.server.serve(), name="http"))
-            if timeline.start():  # opt-in: GITOPS_SYNC_TIMELINE
+            if timeline.start(os.environ.get("GITOPS_SYNC_TIMELINE", "")):  # opt-in
                 probe = asyncio.create_task(timeline.loop_probe(), name="timeline")
             # The runtime starts with the server: warm workers for the active versions are
             # loading while the first requests arrive (a storage hiccup here only delays it).
