@@ -49,6 +49,9 @@ class Sent:
     body: dict = field(default_factory=dict)
     retry_after: str | None = None
     error: str | None = None
+    #: with --timeline: the request's id, and when it was due, written, answered (monotonic ns)
+    rid: str = ""
+    times: tuple[int, int, int] = (0, 0, 0)
 
 
 def free_port() -> int:
@@ -164,7 +167,7 @@ class LeanClient:
 DROPPED = (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError)
 
 
-def signed_push(commit: str, delivery: str) -> bytes:
+def signed_push(commit: str, delivery: str, rid: str = "") -> bytes:
     body = push_body(commit)
     signature = hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
     headers = {
@@ -173,10 +176,14 @@ def signed_push(commit: str, delivery: str) -> bytes:
         "X-GitHub-Delivery": delivery,
         "X-Hub-Signature-256": "sha256=" + signature,
     }
+    if rid:
+        headers["X-Request-Id"] = rid  # the server's timeline names the request by it
     return LeanClient.request("POST", "/api/github/webhook", headers, body)
 
 
-async def send_stream(url: str, duration: float, rate: float, seed: int) -> list[Sent]:
+async def send_stream(
+    url: str, duration: float, rate: float, seed: int, ids: bool = False
+) -> list[Sent]:
     """Open loop: request i leaves at start + i/rate whatever happened to the others."""
     rng = random.Random(seed)
     plan = plan_deliveries(int(duration * rate), rng)
@@ -186,34 +193,46 @@ async def send_stream(url: str, duration: float, rate: float, seed: int) -> list
     client = LeanClient(host, int(port))
     # Everything is built before the clock starts: (send time, kind, commit, request bytes).
     schedule = [
-        (i / rate, kind, commit, signed_push(commit, delivery))
+        (i / rate, kind, commit, signed_push(commit, delivery, f"p{i}" if ids else ""))
         for i, (kind, commit, delivery) in enumerate(plan)
     ]
-    health = LeanClient.request("GET", "/api/health", {})
+
     # Health checks offset by half a slot so they rarely coincide with a push.
-    schedule += [((i + 0.5) / health_rate, "health", None, health)
+    def health(i: int) -> bytes:
+        return LeanClient.request("GET", "/api/health", {"X-Request-Id": f"h{i}"} if ids else {})
+
+    schedule += [((i + 0.5) / health_rate, "health", None, health(i))
                  for i in range(int(duration * health_rate))]  # fmt: skip
     schedule.sort(key=lambda item: item[0])
 
-    async def one(at: float, kind: str, commit: str | None, raw: bytes) -> None:
+    async def one(at: float, kind: str, commit: str | None, raw: bytes, rid: str) -> None:
+        sent = time.perf_counter()  # perf_counter is CLOCK_MONOTONIC on Linux
         try:
             status, headers, body = await client.send(raw)
         except DROPPED as exc:  # recorded, not fatal: who dropped it?
             latency = (time.perf_counter() - at) * 1000
             results.append(Sent(kind, commit, latency, 0, error=type(exc).__name__))
             return
-        latency = (time.perf_counter() - at) * 1000
+        done = time.perf_counter()
+        latency = (done - at) * 1000
         doc = json.loads(body) if body and kind != "health" else {}
-        results.append(Sent(kind, commit, latency, status, doc, headers.get("retry-after")))
+        times = (int(at * 1e9), int(sent * 1e9), int(done * 1e9))
+        results.append(
+            Sent(kind, commit, latency, status, doc, headers.get("retry-after"), None, rid, times)
+        )
 
     tasks: set[asyncio.Task[None]] = set()
     start = time.perf_counter() + 0.2
+    counters = {"push": 0, "health": 0}
     for offset, kind, commit, raw in schedule:
         at = start + offset
         delay = at - time.perf_counter()
         if delay > 0:
             await asyncio.sleep(delay)
-        task = asyncio.create_task(one(at, kind, commit, raw))
+        side = "health" if kind == "health" else "push"
+        rid = f"{side[0]}{counters[side]}" if ids else ""
+        counters[side] += 1
+        task = asyncio.create_task(one(at, kind, commit, raw, rid))
         tasks.add(task)
         task.add_done_callback(tasks.discard)
     while tasks:
@@ -316,6 +335,13 @@ def session_cpu_s(sid: int) -> float:
     return total / os.sysconf("SC_CLK_TCK")
 
 
+def machine_jiffies() -> tuple[int, int]:
+    """(steal, all) jiffies of the whole machine so far (/proc/stat): the hypervisor's share."""
+    with open("/proc/stat") as f:
+        fields = [int(x) for x in f.readline().split()[1:9]]
+    return fields[7], sum(fields)
+
+
 def cpu_s(pid: int) -> float:
     """User + system CPU seconds so far of process ``pid`` alone (all its threads)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -389,9 +415,26 @@ def main() -> int:
         action="store_true",
         help="instead: 32 concurrent unsigned 25 MiB posts; report the server's RSS",
     )
+    ap.add_argument(
+        "--timeline",
+        metavar="DIR",
+        help="record a timeline of every side in DIR (see bench/timeline_report.py)",
+    )
     args = ap.parse_args()
 
     from gitops_sync.adapters.azurite import Azurite
+
+    timeline = Path(args.timeline).resolve() if args.timeline else None
+    if timeline:
+        timeline.mkdir(parents=True, exist_ok=True)
+        for old in timeline.glob("*.jsonl"):
+            old.unlink()
+        # Azurite inherits these: its garbage collections and event-loop lag, recorded.
+        probe = Path(__file__).resolve().parent / "probes" / "node_timeline.js"
+        os.environ["NODE_OPTIONS"] = (
+            os.environ.get("NODE_OPTIONS", "") + f" --require {probe}"
+        ).strip()
+        os.environ["NODE_TIMELINE_OUT"] = str(timeline / "node.jsonl")
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-webhook-"))
     queue = f"bench-{uuid.uuid4().hex[:8]}"
@@ -411,6 +454,8 @@ def main() -> int:
             WORKSPACE_ROOT=str(tmp / "ws"),
             GITOPS_SYNC_LOG_LEVEL="WARNING",
         )
+        if timeline:
+            env["GITOPS_SYNC_TIMELINE"] = str(timeline / "server.jsonl")
         port = free_port()
         log = (tmp / "serve.log").open("w")
         # Its own session: its CPU is counted with the intake processes it starts.
@@ -457,9 +502,26 @@ def main() -> int:
                 return (session_cpu_s(server.pid), cpu_s(server.pid),
                         session_cpu_s(azurite_sid), time.process_time())  # fmt: skip
 
-            cpu0 = cpu_now()
-            results = asyncio.run(send_stream(url, args.duration, args.rate, seed=args.seed))
-            cpu1 = cpu_now()
+            machine = None
+            if timeline:
+                probe = Path(__file__).resolve().parent / "probes" / "machine_probe.py"
+                machine = subprocess.Popen([
+                    sys.executable, str(probe), str(timeline / "machine.jsonl"),
+                    f"server={server.pid}", f"azurite={azurite_sid}", f"bench={os.getpid()}",
+                ])  # fmt: skip
+            cpu0, jiffies0 = cpu_now(), machine_jiffies()
+            results = asyncio.run(
+                send_stream(url, args.duration, args.rate, seed=args.seed, ids=bool(timeline))
+            )
+            cpu1, jiffies1 = cpu_now(), machine_jiffies()
+            steal = (jiffies1[0] - jiffies0[0]) / max(jiffies1[1] - jiffies0[1], 1)
+            if machine is not None and timeline:
+                machine.terminate()
+                machine.wait(timeout=10)
+                with (timeline / "bench.jsonl").open("w") as out:
+                    for s in results:
+                        if s.rid:
+                            out.write(json.dumps([s.rid, s.kind, s.status, *s.times]) + "\n")
             cpu = dict(zip(sides, cpu1, strict=True))
             cpu = {k: round(cpu[k] - c0, 2) for k, c0 in zip(cpu, cpu0, strict=True)}
             problems, notes = check_exactly_once(results)
@@ -523,6 +585,7 @@ def main() -> int:
         "shed_503": shed,
         "answers_over_2500_ms": late,
         "load_average": os.getloadavg(),
+        "steal_share": round(steal, 4),
         "cpu_s": cpu,
         "cpu_ms_per_delivery": {k: round(v * 1000 / len(pushes), 2) for k, v in cpu.items()},
         "health": health,
@@ -542,7 +605,8 @@ def main() -> int:
     print("answered (not 503), p50 / p99 ms: " + ", ".join(
         f"{k} {v['p50_ms']} / {v['p99_ms']}" for k, v in by_kind.items()))  # fmt: skip
     print(f"statuses {report['statuses']}; answers over 2.5 s: {late}; 503s: {shed}")
-    print(f"load average (1, 5, 15 min) at the end: {report['load_average']}")
+    print(f"load average (1, 5, 15 min) at the end: {report['load_average']};"
+          f" steal during the stream {steal:.1%}")  # fmt: skip
     cores = os.cpu_count() or 1
     print(f"CPU s during the stream {cpu}; ms per delivery {report['cpu_ms_per_delivery']}"
           f" (of {cores * args.duration:.0f} core-s on {cores} cores)")  # fmt: skip

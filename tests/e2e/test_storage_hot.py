@@ -124,6 +124,43 @@ def test_a_stale_reused_connection_is_retried_once_on_a_new_one(scripted):
     wire.close()
 
 
+def test_the_retry_of_a_stale_connection_goes_on_a_new_one_not_another_idle_one(
+    scripted, monkeypatch
+):
+    """Two idle connections the server has dropped: the request is retried once, on a new
+    connection, and at once (taking the second dead idle one made it wait out a 0.2 s
+    back-off: the ~200 ms answers in the benchmark's timeline)."""
+    slept: list[float] = []
+    monkeypatch.setattr(storage_hot.time, "sleep", slept.append)
+    server = scripted([OK])
+    hot = HotTables(server.url, AzureNamedKeyCredential("acct", "a2V5"))
+    wire = hot._signed.wire
+    with socket.create_server(("127.0.0.1", 0)) as gone:  # closes both as Node does idle ones
+        dead = [socket.create_connection(gone.getsockname()) for _ in range(2)]
+        for _ in dead:
+            gone.accept()[0].close()
+    for sock in dead:
+        wire._checkin(sock, keep=True)
+    hot.insert("t", {"PartitionKey": "p", "RowKey": "r"})
+    assert slept == []  # no back-off
+    assert (server.connections, len(server.requests)) == (1, 1)
+    wire.close()
+
+
+def test_a_connection_idle_too_long_is_not_reused(scripted, monkeypatch):
+    """The server may be closing it right now (Node's, so Azurite's, after 5 s idle)."""
+    server = scripted([OK, OK, OK])
+    wire = Wire(server.url)
+    raw = b"GET /x HTTP/1.1\r\nHost: h\r\n\r\n"
+    wire.exchange(raw)
+    wire.exchange(raw)
+    assert server.connections == 1  # reused while fresh
+    monkeypatch.setattr(storage_hot, "IDLE_S", 0.0)
+    wire.exchange(raw)
+    assert server.connections == 2  # idle too long: a new one
+    wire.close()
+
+
 def test_a_reused_connection_closed_mid_answer_is_an_error_not_resent(scripted):
     """Once a byte of the answer came, the server acted on the request: a queue put or an
     insert sent again could be done twice. Only a connection that failed before any

@@ -57,10 +57,15 @@ from azure.data.tables._deserialize import _convert_to_entity
 from azure.data.tables._serialize import _add_entity_properties
 from azure.storage.queue._shared.authentication import SharedKeyCredentialPolicy as QueueKeyPolicy
 
+from .. import timeline
+
 #: seconds to connect, and to wait for each read of an answer (as ``LeanTransport``)
 CONNECT_TIMEOUT_S, READ_TIMEOUT_S = 20.0, 60.0
 RETRIES, BACKOFF_S = 3, 0.2
 POOL_SIZE = 16
+#: a kept-alive connection idle this long is closed, not reused: servers close idle ones
+#: (Node's http server, so Azurite, after 5 s), and a request written as they do is lost
+IDLE_S = 4.0
 RETRY_STATUS = {"GET": {408, 429, 500, 502, 503, 504}, "POST": {500, 503, 504}}
 TABLES_VERSION, QUEUE_VERSION = "2019-02-02", "2026-10-06"  # what the pinned SDKs send
 _MESSAGE_ID = re.compile(rb"<MessageId>([^<]*)</MessageId>")
@@ -81,7 +86,8 @@ class Wire:
         self.port = parts.port or (443 if self.tls else 80)
         self.host_header = parts.netloc.rsplit("@", 1)[-1]
         self.pool_size = pool_size
-        self._idle: list[socket.socket] = []
+        #: idle connections with when each was last used, the newest last
+        self._idle: list[tuple[socket.socket, float]] = []
         self._lock = threading.Lock()
         self._ssl = ssl.create_default_context() if self.tls else None
         # Idle sockets are closed when the wire is dropped without close().
@@ -90,7 +96,9 @@ class Wire:
     def exchange(self, raw: bytes, read_s: float = READ_TIMEOUT_S) -> _Answer:
         """Send one request; (status, lower-cased headers, body)."""
         for attempt in (1, 2):
-            sock, reused = self._checkout()
+            # The retry of a stale connection goes on a new one: the next idle one may have
+            # been closed by the server just the same (it would then wait out a back-off).
+            sock, reused = self._checkout(fresh=attempt == 2)
             sock.settimeout(read_s)
             sent = False
             try:
@@ -103,6 +111,7 @@ class Wire:
                 # the request, and a put or an insert must not be sent twice).
                 stale = isinstance(exc, _NotStarted) or not sent
                 if reused and attempt == 1 and stale and not isinstance(exc, TimeoutError):
+                    timeline.mark("stale", timeline.request(), repr(exc))
                     continue  # closed while idle: it never saw the request
                 if isinstance(exc, _NotStarted):
                     raise ServiceResponseError(f"no answer from {self.host_header}") from exc
@@ -114,10 +123,25 @@ class Wire:
             return status, headers, body
         raise AssertionError("unreachable")
 
-    def _checkout(self) -> tuple[socket.socket, bool]:
-        with self._lock:
-            if self._idle:
-                return self._idle.pop(), True
+    def _checkout(self, fresh: bool = False) -> tuple[socket.socket, bool]:
+        """A kept-alive connection idle for less than ``IDLE_S`` (the newest first), else a
+        new one; always a new one when ``fresh``."""
+        expired: list[socket.socket] = []
+        found: socket.socket | None = None
+        if not fresh:
+            now = time.monotonic()
+            with self._lock:
+                while self._idle and found is None:
+                    sock, since = self._idle.pop()
+                    if now - since < IDLE_S:
+                        found = sock
+                    else:
+                        expired.append(sock)  # the server may be closing it right now
+        for sock in expired:
+            sock.close()
+        if found is not None:
+            return found, True
+        timeline.mark("connect", timeline.request(), self.host_header)
         try:
             sock = socket.create_connection((self.host, self.port), timeout=CONNECT_TIMEOUT_S)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -131,8 +155,9 @@ class Wire:
         if keep:
             with self._lock:
                 if len(self._idle) < self.pool_size:
-                    self._idle.append(sock)
+                    self._idle.append((sock, time.monotonic()))
                     return
+            timeline.mark("discard", timeline.request(), self.host_header)  # the pool is full
         sock.close()
 
     def close(self) -> None:
@@ -140,11 +165,11 @@ class Wire:
         _close_idle(self._idle, self._lock)
 
 
-def _close_idle(idle: list[socket.socket], lock: threading.Lock) -> None:
+def _close_idle(idle: list[tuple[socket.socket, float]], lock: threading.Lock) -> None:
     with lock:
         socks = idle[:]
         idle.clear()
-    for sock in socks:
+    for sock, _ in socks:
         sock.close()
 
 
@@ -244,17 +269,29 @@ class _Signed:
 
     def call(self, method: str, url: str, headers: dict[str, str], body: bytes = b"") -> _Answer:
         """The answer, after the retries described in the module docstring."""
+        if timeline.on():
+            what = method + " " + urlsplit(url).path.rsplit("/", 1)[-1].split("(", 1)[0]
+            timeline.call_start(what)
+            try:
+                return self._call(method, url, headers, body)
+            finally:
+                timeline.call_end(what)
+        return self._call(method, url, headers, body)
+
+    def _call(self, method: str, url: str, headers: dict[str, str], body: bytes) -> _Answer:
         retry_on = RETRY_STATUS[method]
         for attempt in range(RETRIES + 1):
             last = attempt == RETRIES
             try:
                 answer = self.wire.exchange(self.request(method, url, dict(headers), body))
-            except (ServiceRequestError, ServiceResponseError):
+            except (ServiceRequestError, ServiceResponseError) as exc:
                 if last:
                     raise
+                timeline.mark("retry", timeline.request(), f"{type(exc).__name__}: {exc}")
             else:
                 if answer[0] not in retry_on or last:
                     return answer
+                timeline.mark("retry", timeline.request(), f"status {answer[0]}")
             time.sleep(BACKOFF_S * 2**attempt)
         raise AssertionError("unreachable")
 

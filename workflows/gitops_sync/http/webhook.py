@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from .. import intake
+from .. import intake, timeline
 from ..core import webhook as wh
 from ..core.webhook import MAX_BODY, TOO_LARGE, Answer
 from .routing import ApiRoute
@@ -139,6 +139,9 @@ class IntakePool:
     ) -> concurrent.futures.Future[Answer] | None:
         """``intake.receive`` on the pool; None when it is full (the caller sheds)."""
         if self._settings is None:
+            if timeline.on():
+                rid = headers.get("x-request-id", "")
+                return self._submit(_timed_receive, rid, ctx, headers, body, digests)
             return self._submit(intake.receive, ctx, headers, body, digests)
         return self._submit(_receive_in_process, headers, bytes(body), dict(digests))
 
@@ -241,6 +244,19 @@ def _ready() -> bool:
     return _PROCESS_CTX is not None
 
 
+def _timed_receive(
+    rid: str, ctx: AppContext, headers: dict[str, str], body: bytes, digests: wh.Digests
+) -> Answer:
+    """``intake.receive`` with its start and end on the timeline (see ``timeline``)."""
+    timeline.set_request(rid)
+    timeline.mark("intake_start", rid)
+    try:
+        return intake.receive(ctx, headers, body, digests)
+    finally:
+        timeline.mark("intake_end", rid)
+        timeline.set_request("")
+
+
 def _receive_in_process(headers: dict[str, str], body: bytes, digests: wh.Digests) -> Answer:
     assert _PROCESS_CTX is not None, "an intake process runs _start_process first"
     return intake.receive(_PROCESS_CTX, headers, body, digests)
@@ -291,6 +307,16 @@ async def read_body(
 
 async def github_webhook(request: Request, ctx: AppContext) -> Response:
     headers = dict(request.headers)
+    if timeline.on():
+        rid = headers.get("x-request-id", "")
+        timeline.mark("handler", rid)
+        response = await _github_webhook(request, ctx, headers)
+        timeline.mark("answer", rid, str(response.status_code))
+        return response
+    return await _github_webhook(request, ctx, headers)
+
+
+async def _github_webhook(request: Request, ctx: AppContext, headers: dict[str, str]) -> Response:
     if not wh.signature_well_formed(headers.get("x-hub-signature-256")):
         return to_response(wh.UNAUTHORIZED)  # the body is never read
     if POOL.overloaded():
@@ -301,6 +327,7 @@ async def github_webhook(request: Request, ctx: AppContext) -> Response:
     if body is None:
         budget.give(taken)
         return to_response(refusal or BUSY)
+    timeline.mark("body", headers.get("x-request-id", ""))
     # Table and queue calls block: a bounded pool runs them, off the event loop.
     future = POOL.receive(ctx, headers, body, signer.digests())
     if future is None:

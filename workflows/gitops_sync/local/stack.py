@@ -151,11 +151,15 @@ class Stack:
         assert self._stop is not None
         opts = self.options
         tasks: list[asyncio.Task[None]] = []
+        probe: asyncio.Task[None] | None = None
         if self.server is not None:
+            from .. import timeline
             from ..http.app import create_app
 
             self.server.set_app(create_app(self.ctx))
             tasks.append(asyncio.create_task(self.server.serve(), name="http"))
+            if timeline.start(os.environ.get("GITOPS_SYNC_TIMELINE", "")):  # opt-in
+                probe = asyncio.create_task(timeline.loop_probe(), name="timeline")
             # The runtime starts with the server: warm workers for the active versions are
             # loading while the first requests arrive (a storage hiccup here only delays it).
             _ = self.ctx.live
@@ -181,6 +185,8 @@ class Stack:
             self.poller.stop()
         self._stop.set()
         stopper.cancel()
+        if probe is not None:
+            probe.cancel()
         results = await asyncio.gather(*tasks, return_exceptions=True)
         for task, result in zip(tasks, results, strict=True):
             if isinstance(result, BaseException) and not isinstance(result, asyncio.CancelledError):
