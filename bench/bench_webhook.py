@@ -494,20 +494,21 @@ def main() -> int:
             warm_records = set(job_records(conn))
 
             # CPU seconds of each side during the measured stream: who the cores worked for.
-            azurite_sid = azurite._proc.pid if azurite._proc else 0  # its own session
+            azurite_sids = azurite.pids  # each service its own process, in its own session
             sides = ("server", "server_http", "azurite", "bench_client")
 
             def cpu_now() -> tuple[float, ...]:
                 # server: with its intake processes; server_http: the serving process alone
                 return (session_cpu_s(server.pid), cpu_s(server.pid),
-                        session_cpu_s(azurite_sid), time.process_time())  # fmt: skip
+                        sum(map(session_cpu_s, azurite_sids)), time.process_time())  # fmt: skip
 
             machine = None
             if timeline:
                 probe = Path(__file__).resolve().parent / "probes" / "machine_probe.py"
                 machine = subprocess.Popen([
                     sys.executable, str(probe), str(timeline / "machine.jsonl"),
-                    f"server={server.pid}", f"azurite={azurite_sid}", f"bench={os.getpid()}",
+                    f"server={server.pid}", f"bench={os.getpid()}",
+                    f"azurite={','.join(map(str, azurite_sids))}",
                 ])  # fmt: skip
             cpu0, jiffies0 = cpu_now(), machine_jiffies()
             results = asyncio.run(

@@ -81,7 +81,8 @@ def cmdline(pid: int) -> str:
 
 
 def main() -> None:
-    pids = {k: int(v) for k, v in (a.split("=", 1) for a in sys.argv[2:])}
+    # side=PID[,PID...]: a side may be several processes (Azurite: one per service)
+    pids = {k: [int(x) for x in v.split(",")] for k, v in (a.split("=", 1) for a in sys.argv[2:])}
     running = True
 
     def stop(*_: object) -> None:
@@ -91,7 +92,7 @@ def main() -> None:
     signal.signal(signal.SIGTERM, stop)
     lines: list[str] = []
     last_sample = time.monotonic_ns()
-    prev = (machine(), {k: proc_cpu(p) for k, p in pids.items()})
+    prev = (machine(), {k: sum(map(proc_cpu, p)) for k, p in pids.items()})
     prev_tcp = tcp()
     first = all_cpu()
     kworkers = [p for p, (name, _) in first.items() if name.startswith("kworker")]
@@ -104,7 +105,7 @@ def main() -> None:
         if late > 2_000_000:
             lines.append(json.dumps([before, "sleep_lag", "", str(late)]))
         if now - last_sample >= SAMPLE_S * 1e9:
-            cur = (machine(), {k: proc_cpu(p) for k, p in pids.items()})
+            cur = (machine(), {k: sum(map(proc_cpu, p)) for k, p in pids.items()})
             d = [c - p for c, p in zip(cur[0], prev[0], strict=True)]
             per = {k: cur[1][k] - prev[1][k] for k in pids}
             kw, disk = sum(proc_cpu(p) for p in kworkers), disk_written()
@@ -122,7 +123,7 @@ def main() -> None:
     last = all_cpu()
     used = sorted(((c - first.get(p, (n, 0))[1], p, n) for p, (n, c) in last.items()),
                   reverse=True)  # fmt: skip
-    mine = set(pids.values()) | {os.getpid()}
+    mine = {p for side in pids.values() for p in side} | {os.getpid()}
     for ticks, pid, name in used[:8]:
         if ticks > 0:
             who = "ours" if pid in mine else cmdline(pid)

@@ -1,7 +1,7 @@
 // Preloaded into Azurite (NODE_OPTIONS="--require <this>") by bench_webhook.py --timeline:
 // records every garbage collection (start, duration, kind) and the event loop's lag
-// (a 10 ms timer, how late it fired) as JSON lines [monotonic ns, event, "", detail]
-// in $NODE_TIMELINE_OUT. process.hrtime is CLOCK_MONOTONIC, as Python's time.monotonic_ns.
+// (a 10 ms timer, how late it fired) as JSON lines [monotonic ns, event, pid, detail]
+// in $NODE_TIMELINE_OUT (each Azurite service, its own process, appends to it). process.hrtime is CLOCK_MONOTONIC, as Python's time.monotonic_ns.
 "use strict";
 const fs = require("fs");
 const { PerformanceObserver, performance, constants } = require("perf_hooks");
@@ -9,6 +9,7 @@ const { PerformanceObserver, performance, constants } = require("perf_hooks");
 const out = process.env.NODE_TIMELINE_OUT;
 if (out) {
   const lines = [];
+  const pid = String(process.pid);
   const kinds = {
     [constants.NODE_PERFORMANCE_GC_MINOR]: "minor",
     [constants.NODE_PERFORMANCE_GC_MAJOR]: "major",
@@ -21,7 +22,7 @@ if (out) {
     for (const e of list.getEntries()) {
       const startNs = nowNs - BigInt(Math.round((nowMs - e.startTime) * 1e6));
       const kind = kinds[e.detail ? e.detail.kind : e.kind] || String(e.detail && e.detail.kind);
-      lines.push(JSON.stringify([Number(startNs), "node_gc", "", `${kind} ${Math.round(e.duration * 1e6)}`]));
+      lines.push(JSON.stringify([Number(startNs), "node_gc", pid, `${kind} ${Math.round(e.duration * 1e6)}`]));
     }
   });
   obs.observe({ entryTypes: ["gc"] });
@@ -30,7 +31,7 @@ if (out) {
   const tick = () => {
     const now = process.hrtime.bigint();
     const late = now - before - tickNs;
-    lines.push(JSON.stringify([Number(before), "node_lag", "", String(late > 0n ? late : 0n)]));
+    lines.push(JSON.stringify([Number(before), "node_lag", pid, String(late > 0n ? late : 0n)]));
     before = now;
     setTimeout(tick, 10).unref();
   };
