@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
@@ -177,3 +178,18 @@ def serving(app: object, timeout: float = 30.0) -> Iterator[LocalServer]:
         server.stop()
         thread.join(timeout=timeout)
         assert not thread.is_alive()
+
+
+def server_env(storage: str, tmp_path: Path, **extra: str) -> dict[str, str]:
+    """A ``serve`` process's environment on ``storage``, with a queue of its own."""
+    from tests.pipeline_support import REPOSITORY, SECRET
+
+    return base_env(
+        tmp_path,
+        AzureWebJobsStorage=storage,
+        SYNC_REPOSITORY=REPOSITORY,
+        GITHUB_WEBHOOK_SECRET=SECRET,
+        WORKSPACE_ROOT=str(tmp_path / "ws"),
+        SYNC_QUEUE=f"q{uuid.uuid4().hex[:16]}",
+        **extra,
+    )

@@ -22,10 +22,8 @@ import pytest
 
 from gitops_sync.http import webhook as webhook_route
 from gitops_sync.http.app import create_app
-from tests.e2e.local_stack_support import StackProcess, base_env, serving
+from tests.e2e.local_stack_support import StackProcess, server_env, serving
 from tests.pipeline_support import (
-    REPOSITORY,
-    SECRET,
     Stack,
     delivery_headers,
     make_stack,
@@ -123,18 +121,6 @@ def alive(pid: int) -> bool:
     except OSError:
         return False
     return state != "Z"
-
-
-def server_env(storage: str, tmp_path: Path) -> dict[str, str]:
-    """A server's environment on ``storage`` with a queue of its own."""
-    return base_env(
-        tmp_path,
-        AzureWebJobsStorage=storage,
-        SYNC_REPOSITORY=REPOSITORY,
-        GITHUB_WEBHOOK_SECRET=SECRET,
-        WORKSPACE_ROOT=str(tmp_path / "ws"),
-        SYNC_QUEUE=f"q{uuid.uuid4().hex[:16]}",
-    )
 
 
 def test_intake_processes_end_with_a_server_killed_by_sigkill(storage: str, tmp_path: Path):

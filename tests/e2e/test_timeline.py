@@ -12,8 +12,8 @@ import httpx
 import pytest
 
 from gitops_sync import timeline
-from tests.e2e.local_stack_support import StackProcess, base_env
-from tests.pipeline_support import REPOSITORY, SECRET, delivery_headers, push_payload
+from tests.e2e.local_stack_support import StackProcess, server_env
+from tests.pipeline_support import delivery_headers, push_payload
 
 
 def test_off_by_default_every_hook_is_a_no_op():
@@ -42,15 +42,7 @@ def test_serve_records_each_step_of_a_delivery_and_writes_them_at_exit(
     storage: str, tmp_path: Path
 ):
     out = tmp_path / "timeline.jsonl"
-    env = base_env(
-        tmp_path,
-        AzureWebJobsStorage=storage,
-        SYNC_REPOSITORY=REPOSITORY,
-        GITHUB_WEBHOOK_SECRET=SECRET,
-        WORKSPACE_ROOT=str(tmp_path / "ws"),
-        SYNC_QUEUE=f"q{uuid.uuid4().hex[:16]}",
-        GITOPS_SYNC_TIMELINE=str(out),
-    )
+    env = server_env(storage, tmp_path, GITOPS_SYNC_TIMELINE=str(out))
     server = StackProcess(["serve", "--port", "0"], env, tmp_path)
     try:
         url = server.wait_for(r"listening on (\S+)").group(1)
