@@ -19,7 +19,7 @@ from tests.pipeline_support import delivery_headers, push_payload
 def test_off_by_default_every_hook_is_a_no_op():
     assert timeline.start("") is False
     timeline.mark("handler", "r1")
-    timeline.call_start("POST t")
+    timeline.mark("call_start", "", "POST t")
     assert not timeline.on()
     assert timeline._on_gc not in gc.callbacks
 

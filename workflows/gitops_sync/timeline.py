@@ -74,16 +74,6 @@ def request() -> str:
     return str(getattr(_local, "request", ""))
 
 
-def call_start(what: str) -> None:
-    if _events is not None:
-        _events.append((time.monotonic_ns(), "call_start", request(), what))
-
-
-def call_end(what: str) -> None:
-    if _events is not None:
-        _events.append((time.monotonic_ns(), "call_end", request(), what))
-
-
 def _on_gc(phase: str, info: dict[str, Any]) -> None:
     if _events is not None:
         _events.append((time.monotonic_ns(), "gc_" + phase, "", str(info.get("generation"))))

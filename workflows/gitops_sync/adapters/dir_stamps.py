@@ -78,6 +78,21 @@ def _parse(data: bytes) -> tuple[str, dict[str, str], int] | None:
     return checksum, stamps, first
 
 
+def append_at(path: str, data: bytes, at: int) -> bool:
+    """Write DATA at the end of PATH if it is AT bytes long; False (nothing written) if
+    not. In place: a reader may see part of DATA (the caller's format tells)."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
+    try:
+        if os.fstat(fd).st_size != at:
+            return False
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        return True
+    finally:
+        os.close(fd)
+
+
 class DirStamps:
     """The stamps of one workspace's directories (``root``; bookkeeping under ``meta``)."""
 
@@ -188,17 +203,10 @@ class DirStamps:
             segment = _segment(index_checksum, sorted(moved))
             if self._size - self._first + len(segment) <= max(4096, self._first // 4):
                 try:  # one segment appended: only what moved is written
-                    fd = os.open(self.file, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
-                    try:
-                        if os.fstat(fd).st_size == self._size:
-                            view = memoryview(segment)
-                            while view:
-                                view = view[os.write(fd, view) :]
-                            self._size += len(segment)
-                            self._checksum, self._stamps = index_checksum, stamps
-                            return
-                    finally:
-                        os.close(fd)
+                    if append_at(self.file, segment, self._size):
+                        self._size += len(segment)
+                        self._checksum, self._stamps = index_checksum, stamps
+                        return
                 except OSError:
                     pass  # written whole below
         data = _segment(index_checksum, sorted(stamps.items()))

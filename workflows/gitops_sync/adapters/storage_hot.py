@@ -271,11 +271,11 @@ class _Signed:
         """The answer, after the retries described in the module docstring."""
         if timeline.on():
             what = method + " " + urlsplit(url).path.rsplit("/", 1)[-1].split("(", 1)[0]
-            timeline.call_start(what)
+            timeline.mark("call_start", timeline.request(), what)
             try:
                 return self._call(method, url, headers, body)
             finally:
-                timeline.call_end(what)
+                timeline.mark("call_end", timeline.request(), what)
         return self._call(method, url, headers, body)
 
     def _call(self, method: str, url: str, headers: dict[str, str], body: bytes) -> _Answer:

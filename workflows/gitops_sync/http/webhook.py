@@ -327,7 +327,8 @@ async def _github_webhook(request: Request, ctx: AppContext, headers: dict[str, 
     if body is None:
         budget.give(taken)
         return to_response(refusal or BUSY)
-    timeline.mark("body", headers.get("x-request-id", ""))
+    if timeline.on():
+        timeline.mark("body", headers.get("x-request-id", ""))
     # Table and queue calls block: a bounded pool runs them, off the event loop.
     future = POOL.receive(ctx, headers, body, signer.digests())
     if future is None:
