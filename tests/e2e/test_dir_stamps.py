@@ -8,11 +8,13 @@ seen by wrapping ``WorkspaceIndex._start`` (each git the scan starts).
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from gitops_sync.adapters import dir_stamps
 from gitops_sync.adapters.dir_store import DirectoryStore
 from gitops_sync.adapters.git_index import WorkspaceIndex
 from tests.e2e.test_sync_index import NoChmodStore, assert_exact, many_files, sync
@@ -146,36 +148,128 @@ def test_where_stamps_cannot_be_trusted_every_directory_is_read(
     assert not (ws / ".gitops-sync/dirs").exists()
 
 
-def test_moved_stamps_are_appended_and_a_torn_file_is_void(
+def test_a_torn_or_older_stamps_file_is_void(
     tmp_path: Path, untracked_looks: list[list[str]]
 ) -> None:
-    """A sync that moves a few stamps appends them (the file is not rewritten); the stamps
-    read back through the appended segments still find a stray anywhere; a torn file (a
-    crash mid-append) is void: the next sync reads every directory, and is exact."""
+    """A sync that moves a stamp replaces the file whole; the stamps read back still find
+    a stray anywhere. A file cut short (a crash mid-write of an older version) or in the
+    older format is void: the next sync reads every directory, and is exact; the one
+    after trusts the stamps again."""
     repo = Repo(tmp_path / "repo")
     ws = tmp_path / "ws"
     settled(repo, ws)
     stamps = ws / ".gitops-sync" / "dirs"
-    before = stamps.stat()
+    before = stamps.read_bytes()
     repo.write("d1/f001.txt", "changed\n")
     commit = repo.commit("B")
     sync(repo, DirectoryStore(ws))
-    sync(repo, DirectoryStore(ws))  # d1 settles: appended again
-    after = stamps.stat()
-    assert before.st_ino == after.st_ino and after.st_size > before.st_size
+    sync(repo, DirectoryStore(ws))  # d1 settles
+    assert before != stamps.read_bytes()
     (ws / "d4" / "stray.txt").write_text("not in git\n")
     untracked_looks.clear()
     assert 1 == sync(repo, DirectoryStore(ws)).counts["deleted"]
     assert [["d4"]] == untracked_looks
     assert_exact(repo, commit, ws)
-    with open(stamps, "r+b") as f:
-        f.truncate(stamps.stat().st_size - 3)
-    (ws / "d5" / "stray.txt").write_text("not in git\n")
-    untracked_looks.clear()
-    assert 1 == sync(repo, DirectoryStore(ws)).counts["deleted"]
-    assert [[]] == untracked_looks  # the whole workspace: the torn file said nothing
-    assert_exact(repo, commit, ws)
-    untracked_looks.clear()
-    sync(repo, DirectoryStore(ws))  # every directory unknown yet: all read, stamps taken
+    good = stamps.read_bytes()
+    older = good.split(b"\n", 1)[0].split(b" ")[2] + b" 4\n.\0-\0"  # format 1
+    for damaged in (good[:-3], good[:40], older):
+        stamps.write_bytes(damaged)
+        (ws / "d5" / "stray.txt").write_text("not in git\n")
+        untracked_looks.clear()
+        assert 1 == sync(repo, DirectoryStore(ws)).counts["deleted"]
+        assert [[]] == untracked_looks  # the whole workspace: the file said nothing
+        assert_exact(repo, commit, ws)
+        untracked_looks.clear()
+        sync(repo, DirectoryStore(ws))  # every directory unknown yet: all read, stamps taken
+        sync(repo, DirectoryStore(ws))
+        assert [[]] == untracked_looks  # then trusted again: the second reads none
+
+
+HOSTILE = [b".", b"plain", b"a b", b"-dash", b"new\nline", "\u00fcml".encode(), b"\xff\xfe",
+           b"deep/er/still", b"trailing "]  # fmt: skip
+
+
+@pytest.fixture
+def python_lstats(monkeypatch: pytest.MonkeyPatch) -> list[list[bytes]]:
+    """The paths each time the stamps were taken in Python (not by ``stat``)."""
+    calls: list[list[bytes]] = []
+    real = dir_stamps.lstat_lines
+
+    def spy(root: str, paths: list[bytes]) -> tuple[bytes, list[bytes]]:
+        calls.append(list(paths))
+        return real(root, paths)
+
+    monkeypatch.setattr(dir_stamps, "lstat_lines", spy)
+    return calls
+
+
+@pytest.mark.parametrize("args_bytes", [dir_stamps.ARGS_BYTES, 8])
+def test_stat_takes_the_stamps_python_would_take(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    python_lstats: list[list[bytes]],
+    args_bytes: int,
+) -> None:
+    """GNU ``stat``'s lines are byte for byte the ones Python makes, for names with
+    spaces, a leading dash, a newline, non-UTF-8 bytes; a path not there is named as
+    gone (``stat`` goes on past it) without falling back to Python (unless it was all a
+    ``stat`` was given: an empty answer is not believed); a list too long for one
+    command line is split among several ``stat``s, in order."""
+    monkeypatch.setattr(dir_stamps, "ARGS_BYTES", args_bytes)
+    root = os.fsencode(tmp_path)
+    for name in HOSTILE:
+        os.makedirs(os.path.join(root, name), exist_ok=True)
+    paths = [*HOSTILE[:4], b"not-there", *HOSTILE[4:]]
+    taking = dir_stamps._Taking(str(tmp_path), paths, sum(len(p) + 1 for p in paths))
+    lines, gone = taking.lines()
+    assert ([] if args_bytes > 1000 else [[b"not-there"]]) == python_lstats
+    assert (1 if args_bytes > 1000 else len(paths)) == len(taking.parts)
+    assert [b"not-there"] == gone
+    expected, missing = dir_stamps.lstat_lines(str(tmp_path), paths)
+    assert (expected, [b"not-there"]) == (lines, missing)
+    assert len(HOSTILE) == lines.count(b"\0")
+
+
+@pytest.mark.parametrize("stat_cmd", [("/no/such/env",), ("false",), ("true",)])
+def test_without_gnu_stat_python_takes_the_stamps_and_the_sync_is_the_same(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    untracked_looks: list[list[str]],
+    python_lstats: list[list[bytes]],
+    stat_cmd: tuple[str, ...],
+) -> None:
+    """No ``env`` (another system), a ``stat`` that refuses (exit 1, nothing said) or one
+    that answers nothing: Python takes the same stamps, and the syncs read what they would."""
+    monkeypatch.setattr(dir_stamps, "STAT", stat_cmd)
+    test_no_directory_changed_no_directory_is_read(tmp_path, untracked_looks)
+    assert python_lstats  # it was Python that took them
+
+
+def test_a_directory_gone_is_dropped_from_the_stamps(
+    tmp_path: Path, untracked_looks: list[list[str]], python_lstats: list[list[bytes]]
+) -> None:
+    """A commit that empties a directory (the sync removes it) and a directory removed by
+    hand: the next ``stat`` misses them, names them gone (no Python), the sync is exact
+    and the stamps settle without them."""
+    repo = Repo(tmp_path / "repo")
+    ws = tmp_path / "ws"
+    for top in ("d1", "d2"):
+        repo.write(f"{top}/sub/x.txt", "x\n")
+    settled(repo, ws)
+    repo.remove("d1/sub/x.txt")
+    commit = repo.commit("no d1/sub")
     sync(repo, DirectoryStore(ws))
-    assert [[]] == untracked_looks  # then trusted again: the second reads none
+    assert not (ws / "d1" / "sub").exists()
+    shutil.rmtree(ws / "d2" / "sub")
+    untracked_looks.clear()
+    python_lstats.clear()
+    result = sync(repo, DirectoryStore(ws))
+    assert 1 == result.counts["added"]  # d2/sub/x.txt, back
+    assert_exact(repo, commit, ws)
+    assert [["d1", "d2"]] == untracked_looks  # d1 written into by the last sync, d2 by hand
+    assert [] == python_lstats
+    sync(repo, DirectoryStore(ws))  # d2 was written into: read once more
+    untracked_looks.clear()
+    sync(repo, DirectoryStore(ws))
+    assert [] == untracked_looks
+    assert b"d1/sub\0" not in (ws / ".gitops-sync" / "dirs").read_bytes()

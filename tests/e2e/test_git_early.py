@@ -18,6 +18,7 @@ import pytest
 
 from gitops_sync.adapters import git_early
 from gitops_sync.adapters.dir_store import DirectoryStore
+from gitops_sync.adapters.git_index import WorkspaceIndex
 from gitops_sync.cli import main
 from tests.e2e.test_dir_stamps import settled
 from tests.e2e.test_sync_index import assert_exact
@@ -45,14 +46,23 @@ def assert_nothing_left(ws: Path, pids: list[int]) -> None:
 
 @pytest.fixture
 def early(monkeypatch: pytest.MonkeyPatch) -> dict[str, list]:
-    """What ``start_sync`` started (pids) and what the sync took over (command lines)."""
-    seen: dict[str, list] = {"pids": [], "adopted": []}
-    start, adopt = git_early.start_sync, git_early.adopt
+    """What ``start_sync`` started (pids), what the sync took over (command lines) and
+    whether it took over the stamps being taken (``stamps``: the directories they named)."""
+    seen: dict[str, list] = {"pids": [], "adopted": [], "stamps": []}
+    start, adopt, adopt_stamps = git_early.start_sync, git_early.adopt, git_early.adopt_stamps
 
     def start_spy(*args: str | None) -> None:
         start(*args)  # type: ignore[arg-type]
         seen["pids"].extend(p.pid for p in git_early._started.values())
-        seen["pids"].extend(s[3][1].pid for s in git_early._stamps.values() if s[3])
+        for check in git_early._stamps.values():
+            parts = check.taking.parts if check.taking is not None else []
+            seen["pids"].extend(proc.pid for _paths, proc in parts if proc is not None)
+
+    def adopt_stamps_spy(*args):  # type: ignore[no-untyped-def]
+        found = adopt_stamps(*args)
+        if found is not None:
+            seen["stamps"].append(found[1])
+        return found
 
     def adopt_spy(argv, env):  # type: ignore[no-untyped-def]
         found = adopt(argv, env)
@@ -62,14 +72,16 @@ def early(monkeypatch: pytest.MonkeyPatch) -> dict[str, list]:
 
     monkeypatch.setattr(git_early, "start_sync", start_spy)
     monkeypatch.setattr(git_early, "adopt", adopt_spy)
+    monkeypatch.setattr(git_early, "adopt_stamps", adopt_stamps_spy)
     return seen
 
 
 def test_the_early_processes_are_taken_over_and_nothing_is_left(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], early: dict[str, list]
 ) -> None:
-    """rev-parse, diff-files and the ls-files the stamps ask for (a stray file moved d2)
-    are the early ones; the sync is exact, the stray is gone, nothing is left running."""
+    """rev-parse, diff-files and the ``stat`` taking the directory stamps are the early
+    ones, and their answer names d2 (a stray file moved it) for ``ls-files -o``; the sync
+    is exact, the stray is gone, nothing is left running."""
     repo = Repo(tmp_path / "repo")
     ws = tmp_path / "ws"
     settled(repo, ws)
@@ -82,9 +94,9 @@ def test_the_early_processes_are_taken_over_and_nothing_is_left(
     assert [
         [str(repo.path), "rev-parse", "--absolute-git-dir"],
         [str(ws), "diff-files", "--raw"],
-        [str(ws), "ls-files", "-z"],
     ] == early["adopted"]
-    assert 3 == len(early["pids"])
+    assert [["d2"]] == early["stamps"]
+    assert 3 == len(early["pids"])  # rev-parse, diff-files, stat
     assert_nothing_left(ws, early["pids"])
 
 
@@ -95,8 +107,8 @@ def test_a_guess_not_taken_over_is_ended_and_the_sync_is_the_same(
     early: dict[str, list],
 ) -> None:
     """The environment changes between the early start and the sync (so no command is the
-    one the sync asks for): each early process is ended and reaped, the lock taken over
-    all the same, and the sync is exact."""
+    one the sync asks for): each early git is ended and reaped, the lock and the stamps
+    (which no environment changes) taken over all the same, and the sync is exact."""
     repo = Repo(tmp_path / "repo")
     ws = tmp_path / "ws"
     settled(repo, ws)
@@ -114,29 +126,31 @@ def test_a_guess_not_taken_over_is_ended_and_the_sync_is_the_same(
     assert (1, 1) == (doc["updated"], doc["deleted"])
     assert_exact(repo, b, ws)
     assert [] == early["adopted"]
+    assert [["d3"]] == early["stamps"]
     assert 3 == len(early["pids"])
     assert_nothing_left(ws, early["pids"])
 
 
-def test_a_file_added_after_the_early_look_is_found_by_the_next_sync(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+def test_a_file_added_after_the_look_is_found_by_the_next_sync(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    early: dict[str, list],
 ) -> None:
-    """The stamps kept are those taken before the early ``ls-files -o`` read the
-    directory: a file added to it after that look (once the file system's clock moved,
-    so a later stamp would look settled) moves the stamp, and the next sync removes it."""
+    """The stamps kept are those taken early, before ``ls-files -o`` read the directory: a
+    file added to it after that look (once the file system's clock moved, so a later
+    stamp would look settled) moves the stamp, and the next sync removes it."""
     repo = Repo(tmp_path / "repo")
     ws = tmp_path / "ws"
     commit = settled(repo, ws)
     (ws / "d2" / "gone.txt").write_text("x")
     (ws / "d2" / "gone.txt").unlink()  # d2's stamp moved; nothing untracked in it
-    start = git_early.start_sync
+    observe = WorkspaceIndex.observe
     late = ws / "d2" / "late.txt"
 
-    def start_then_add(*args: str | None) -> None:
-        start(*args)  # type: ignore[arg-type]
-        ((_stamps, dirs, _seen, started),) = git_early._stamps.values()
-        assert dirs == ["d2"] and started is not None
-        assert b"" == started[1].communicate()[0]  # the early look is over: it saw nothing
+    def observe_then_add(self: WorkspaceIndex, *args: object) -> object:
+        answer = observe(self, *args)  # type: ignore[arg-type]
+        assert [] == answer[2]  # the look is over: it saw nothing untracked
         late.write_text("added after the look\n")
         clock = ws / ".gitops-sync" / "tmp" / "clock"
         while True:  # until the file system's clock has moved past the addition
@@ -144,10 +158,12 @@ def test_a_file_added_after_the_early_look_is_found_by_the_next_sync(
             if clock.stat().st_ctime_ns > late.stat().st_ctime_ns:
                 break
         clock.unlink()
+        return answer
 
-    monkeypatch.setattr(git_early, "start_sync", start_then_add)
+    monkeypatch.setattr(WorkspaceIndex, "observe", observe_then_add)
     cli_sync(repo, ws, capsys)
-    monkeypatch.setattr(git_early, "start_sync", start)
+    monkeypatch.setattr(WorkspaceIndex, "observe", observe)
+    assert [["d2"]] == early["stamps"]  # taken early, and d2 was read
     assert late.exists()  # not seen by this sync's look
     assert 1 == cli_sync(repo, ws, capsys)["deleted"]
     assert_exact(repo, commit, ws)

@@ -5,10 +5,18 @@ ls-files -o``), which costs as much as ``git status``'s own look. But a name can
 only appear in (or vanish from) a directory by changing that directory: its
 mtime and its ctime move. The mtime can be set back by hand (``touch -d``); the
 ctime cannot, since setting the mtime moves it. So after a sync the stamp
-(mtime, ctime, inode) of every directory is kept in ``.gitops-sync/dirs``, and
-the next sync lists untracked files only under the directories whose stamp
+(mode, mtime, ctime, inode) of every directory is kept in ``.gitops-sync/dirs``,
+and the next sync lists untracked files only under the directories whose stamp
 moved (all of them when the top one did, or when there are many). This is the
 rule git's untracked cache relies on, with the ctime added.
+
+The stamps are taken in C: one GNU ``stat`` (``env -C <workspace> stat
+--printf=... -- <every directory>``; a few, side by side, for a tree too large for
+one command line) runs while the sync loads its modules, and its answer is
+compared with the recorded one *as bytes*: Python looks only at the lines that
+differ, so a sync's own work does not grow with the number of directories. Where
+that ``stat`` is missing or fails (a directory gone, another system's ``stat``)
+the same lines are made in Python, exactly as ``stat`` prints them.
 
 Two details keep it exact:
 
@@ -23,74 +31,203 @@ Two details keep it exact:
 
 The file names the index (its checksum) it was recorded against: another index
 (a rebuild, a fallback, a crash between the index update and this file) makes
-it void, and every directory is read. It is a sequence of segments, each
-``<index checksum> <length>\n`` then that many bytes of NUL-terminated (path,
-stamp) pairs; a later pair replaces an earlier one (the stamp ``-`` removes the
-path) and the last segment's checksum is the file's. A sync that moved a few
-stamps appends one segment (only the sync reads this file, under the workspace's
-lock); a torn segment voids the file. It is rewritten whole when the appended
-segments outgrow a quarter of it. Only where stamps can be trusted: the
-caller does not use it where chmod does not stick (an SMB mount, whose times
-and inode numbers the SMB client may cache or make up).
+it void, and every directory is read. It is one header line, ``dirstamps 2
+<index checksum> <bytes of paths> <bytes of lines> <bytes of unknown>``, then
+the three parts, each a run of NUL-terminated items: the directories (the top one
+as ``.``), their stamps in the same order (``stat``'s line, or ``- <path>`` for
+none yet), and the directories to read again whatever their stamp says. It is
+replaced whole (a temporary file renamed) when anything in it moves; a torn or
+older file is void. Only where stamps can be trusted: the caller does not use it
+where chmod does not stick (an SMB mount, whose times and inode numbers the SMB
+client may cache or make up).
 """
 
 from __future__ import annotations
 
 import os
-import stat
-from collections.abc import Iterable
+
+from .git_proc import Spawned
+
+TYPE_CHECKING = False  # typing's, without loading typing (the sync's start-up); mypy reads it True
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
 
 #: the stamps' file under ``.gitops-sync/``
 STAMPS = "dirs"
 #: more changed directories than this: one ``ls-files -o`` of everything is simpler
 MAX_PATHSPECS = 64
+#: the file's first word and version
+MAGIC = b"dirstamps 2"
+#: what ``stat`` prints per directory (mode, mtime, ctime, inode, the name as given)
+FORMAT = "%f %.9Y %.9Z %i %n\\0"
+#: the command that takes the stamps, run in the workspace (``env -C``)
+STAT = ("env", "-C")
+#: a ``stat`` gets at most this many bytes of names (Linux allows 2 MiB in all)
+ARGS_BYTES = 256 << 10
+TOP = b"."
 
 
-#: a pair's stamp that removes its path (a directory gone)
-GONE = "-"
+def _line(st: os.stat_result, name: bytes) -> bytes:
+    """A stamp exactly as ``stat --printf=FORMAT`` prints it (without the NUL)."""
+    m, c = divmod(st.st_mtime_ns, 10**9), divmod(st.st_ctime_ns, 10**9)
+    return b"%x %d.%09d %d.%09d %d %s" % (st.st_mode, *m, *c, st.st_ino, name)
 
 
-def _segment(checksum: str, pairs: Iterable[tuple[str, str]]) -> bytes:
-    body = "".join(f"{p}\0{s}\0" for p, s in pairs).encode("utf-8", "surrogateescape")
-    return b"%s %d\n%s" % (checksum.encode("ascii"), len(body), body)
-
-
-def _parse(data: bytes) -> tuple[str, dict[str, str], int] | None:
-    """The file's (last checksum, stamps, bytes of its first segment); None when torn."""
-    stamps: dict[str, str] = {}
-    checksum, first, pos = "", 0, 0
-    while pos < len(data):
-        nl = data.find(b"\n", pos)
-        head = data[pos:nl].split(b" ") if nl >= 0 else []
-        if len(head) != 2 or not head[1].isdigit():
-            return None
-        end = nl + 1 + int(head[1])
-        if end > len(data):
-            return None
-        fields = data[nl + 1 : end].decode("utf-8", "surrogateescape").split("\0")
-        if len(fields) % 2 != 1 or fields[-1]:  # pairs, each field NUL-terminated
-            return None
-        stamps.update(zip(fields[0:-1:2], fields[1:-1:2], strict=True))
-        checksum, pos = head[0].decode("ascii", "replace"), end
-        first = first or end
-    for path in [p for p, v in stamps.items() if v == GONE]:
-        del stamps[path]
-    return checksum, stamps, first
-
-
-def append_at(path: str, data: bytes, at: int) -> bool:
-    """Write DATA at the end of PATH if it is AT bytes long; False (nothing written) if
-    not. In place: a reader may see part of DATA (the caller's format tells)."""
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
-    try:
-        if os.fstat(fd).st_size != at:
-            return False
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-        return True
+def lstat_lines(root: str, paths: list[bytes]) -> tuple[bytes, list[bytes]]:
+    """The stamps of PATHS (under ROOT) made in Python: (the lines, each NUL-terminated,
+    of those that are there; the paths that are not)."""
+    out: list[bytes] = []
+    gone: list[bytes] = []
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:  # each directory looked up from the top one (not its whole path each time)
+        for p in paths:
+            try:
+                out.append(_line(os.stat(p, dir_fd=fd, follow_symlinks=False), p) + b"\0")
+            except OSError:
+                gone.append(p)
     finally:
         os.close(fd)
+    return b"".join(out), gone
+
+
+class _Taking:
+    """``stat`` running over a list of directories; ``lines`` waits for its answer."""
+
+    def __init__(self, root: str, paths: list[bytes], size: int) -> None:
+        self.root, self.paths = root, paths
+        env = {"PATH": os.environ.get("PATH", os.defpath), "LC_ALL": "C"}
+        per = max(1, len(paths) * ARGS_BYTES // max(1, size))  # SIZE: bytes of PATHS in all
+        self.parts: list[tuple[list[bytes], Spawned | None]] = []
+        for i in range(0, len(paths), per):
+            part = paths[i : i + per]
+            argv = [*STAT, root, "stat", f"--printf={FORMAT}", "--", *part]
+            try:
+                self.parts.append((part, Spawned(argv, env)))  # type: ignore[arg-type]  # bytes too
+            except OSError:  # no ``env``: Python takes them
+                self.parts.append((part, None))
+
+    def lines(self) -> tuple[bytes, list[bytes]]:
+        """(every stamp taken, NUL-terminated, in the paths' order; the paths not there)."""
+        outs: list[bytes] = []
+        gone: list[bytes] = []
+        for part, proc in self.parts:
+            out, _err, code = proc.communicate() if proc is not None else (b"", b"", -1)
+            if code == 0 and out.count(b"\0") == len(part) and out.endswith(b" %s\0" % part[-1]):
+                outs.append(out)
+                continue
+            missing = _gone(part, out) if code == 1 else None  # 1: a directory was not there
+            if missing is None:  # no GNU stat (or an answer not understood): Python's lstat
+                out, missing = lstat_lines(self.root, part)
+            outs.append(out)
+            gone.extend(missing)
+        return b"".join(outs), gone
+
+    def kill(self) -> None:
+        for _part, proc in self.parts:
+            if proc is not None:
+                proc.kill()
+
+
+def _gone(part: list[bytes], out: bytes) -> list[bytes] | None:
+    """The paths of PART that ``stat``'s answer OUT has no line for (it goes on past a
+    path that is not there), or None when OUT is not one line per path, in order (or
+    empty: a ``stat`` that refused every path, or is not GNU's, is not believed)."""
+    lines = out.split(b"\0")
+    if not out or lines.pop() != b"":
+        return None
+    gone: list[bytes] = []
+    i = 0
+    for p in part:
+        if i < len(lines) and lines[i].endswith(b" " + p) and lines[i].count(b" ") >= 4:
+            i += 1
+        else:
+            gone.append(p)
+    return gone if i == len(lines) else None
+
+
+class Seen:
+    """The stamps a check took: PATHS and LINES (NUL-terminated runs, in one order) and
+    the directories whose stamp is not to be trusted yet (UNKNOWN)."""
+
+    __slots__ = ("lines", "paths", "unknown")
+
+    def __init__(self, paths: bytes = b"", lines: bytes = b"", unknown: set[bytes] | None = None):
+        self.paths, self.lines = paths, lines
+        self.unknown: set[bytes] = unknown if unknown is not None else set()
+
+    def __bool__(self) -> bool:
+        return bool(self.paths)
+
+
+class Check:
+    """A check under way (``DirStamps.start_check``): ``finish`` gives its answer; ``kill``
+    ends it when it is not wanted."""
+
+    def __init__(
+        self, stamps: DirStamps, recorded: Seen | None, now: int | None, taking: _Taking | None
+    ) -> None:
+        self.stamps, self.recorded, self.now, self.taking = stamps, recorded, now, taking
+
+    def kill(self) -> None:
+        if self.taking is not None:
+            self.taking.kill()
+
+    def finish(self) -> tuple[list[str] | None, Seen]:
+        """Which directories to list untracked files under (None: all, the whole workspace;
+        "" in the list is never returned), and the stamps seen now, to ``record`` after
+        the sync."""
+        old, now, taking = self.recorded, self.now, self.taking
+        if old is None or now is None or taking is None:
+            return None, Seen()
+        lines, gone = taking.lines()
+        paths = old.paths
+        if gone:  # rare: rebuilt without them (and their stamps void: they moved)
+            skip = set(gone)
+            paths = b"".join(p + b"\0" for p in taking.paths if p not in skip)
+        if lines == old.lines and not old.unknown:
+            return [], Seen(paths, lines)  # the common no-op: one comparison of bytes
+        moved = set(lines.split(b"\0")).difference(old.lines.split(b"\0"))
+        moved.discard(b"")
+        names = {line.split(b" ", 4)[4] for line in moved}
+        again = old.unknown - names - set(gone)  # unknown before, and the same stamp now
+        unknown = {
+            line.split(b" ", 4)[4]
+            for line in [*moved, *_lines_of(lines, again)]
+            if _ctime(line) >= now  # changed within the clock's tick: read again next time
+        }
+        names.update(again)
+        names.update(gone)
+        seen = Seen(paths, lines, unknown)
+        if TOP in names or not (paths.startswith(TOP + b"\0") or b"\0.\0" in paths):
+            return None, seen
+        if len(names) > MAX_PATHSPECS:
+            return None, seen
+        outer: list[str] = []
+        for path in sorted(n.decode("utf-8", "surrogateescape") for n in names):
+            if not outer or not path.startswith(outer[-1] + "/"):
+                outer.append(path)  # a directory's pathspec covers every one beneath it
+        return outer, seen
+
+
+def _ctime(line: bytes) -> int:
+    sec, _, ns = line.split(b" ", 3)[2].partition(b".")
+    return int(sec) * 10**9 + int(ns)
+
+
+def _lines_of(lines: bytes, names: set[bytes]) -> list[bytes]:
+    """The lines of LINES that stamp NAMES (few: each found by its name's ending)."""
+    found = []
+    for name in names:
+        at = lines.find(b" %s\0" % name)
+        while at >= 0:
+            start = lines.rfind(b"\0", 0, at) + 1
+            line = lines[start : at + len(name) + 1]
+            if line.count(b" ") >= 4 and line.split(b" ", 4)[4] == name:
+                found.append(line)
+                break
+            at = lines.find(b" %s\0" % name, at + 1)
+    return found
 
 
 class DirStamps:
@@ -100,25 +237,32 @@ class DirStamps:
         self.root = root
         self.file = os.path.join(meta, STAMPS)
         self._tmp = os.path.join(meta, "tmp")
-        self._size: int | None = None  # the file's size as read (valid), and its first
-        self._first = 0  # segment's
-        self._checksum: str | None = None  # and what it says, when valid
-        self._stamps: dict[str, str] = {}
+        self._checksum: str | None = None  # what the file says, once read (valid)
+        self._said: Seen | None = None
 
-    def _read(self, index_checksum: str | None) -> dict[str, str] | None:
+    def _read(self, index_checksum: str | None) -> Seen | None:
         try:
             with open(self.file, "rb") as f:
                 data = f.read()
         except OSError:
             return None
-        parsed = _parse(data)
-        if parsed is None:
+        nl = data.find(b"\n")
+        head = data[:nl].split(b" ")
+        if nl < 0 or len(head) != 6 or b" ".join(head[:2]) != MAGIC:
             return None
-        self._size, self._first = len(data), parsed[2]
-        self._checksum, self._stamps = parsed[0], parsed[1]
-        if not index_checksum or parsed[0] != index_checksum:
+        if not all(h.isdigit() for h in head[3:]):
             return None
-        return self._stamps
+        a, b, c = (int(h) for h in head[3:])
+        if nl + 1 + a + b + c != len(data):
+            return None  # torn
+        body = memoryview(data)[nl + 1 :]
+        paths, lines = bytes(body[:a]), bytes(body[a : a + b])
+        unknown = set(bytes(body[a + b :]).split(b"\0")[:-1])
+        self._checksum = head[2].decode("ascii", "replace")
+        self._said = Seen(paths, lines, unknown)
+        if not index_checksum or self._checksum != index_checksum:
+            return None
+        return self._said
 
     def _now(self) -> int | None:
         """The file system's current time (a new file's ctime), or None."""
@@ -133,53 +277,22 @@ class DirStamps:
             os.close(fd)
             os.unlink(probe)
 
-    def check(self, index_checksum: str | None) -> tuple[list[str] | None, dict[str, str]]:
-        """Which directories to list untracked files under (None: all, the whole workspace;
-        "" in the list is never returned), and the stamps seen now (unknown ones as "";
-        directories gone are left out), to ``record`` after the sync."""
+    def start_check(self, index_checksum: str | None) -> Check:
+        """Start taking the stamps (``stat`` runs on while the caller goes on)."""
         recorded = self._read(index_checksum)
         now = self._now() if recorded is not None else None
         if recorded is None or now is None:
-            return None, {}
-        seen: dict[str, str] = {}
-        changed: list[str] = []
-        try:  # each directory looked up from the top one (not its whole path each time)
-            fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        except OSError:
-            return None, {}
-        lstat, isdir = os.stat, stat.S_ISDIR
-        try:
-            for path, old in recorded.items():
-                try:
-                    st = lstat(path or ".", dir_fd=fd, follow_symlinks=False)
-                except OSError:
-                    changed.append(path)
-                    continue
-                if not isdir(st.st_mode):
-                    changed.append(path)
-                    continue
-                if st.st_ctime_ns < now:  # hexadecimal: a fifth of decimal's cost
-                    new = "%x.%x.%x" % (st.st_mtime_ns, st.st_ctime_ns, st.st_ino)  # noqa: UP031
-                    seen[path] = new
-                    if new != old:
-                        changed.append(path)
-                else:
-                    seen[path] = ""
-                    changed.append(path)
-        finally:
-            os.close(fd)
-        if "" in changed or "" not in recorded or len(changed) > MAX_PATHSPECS:
-            return None, seen
-        changed.sort()
-        outer: list[str] = []
-        for path in changed:  # a directory's pathspec covers every one beneath it
-            if not outer or not path.startswith(outer[-1] + "/"):
-                outer.append(path)
-        return outer, seen
+            return Check(self, None, None, None)
+        paths = recorded.paths.split(b"\0")[:-1]
+        return Check(self, recorded, now, _Taking(self.root, paths, len(recorded.paths)))
+
+    def check(self, index_checksum: str | None) -> tuple[list[str] | None, Seen]:
+        """``start_check``, then its answer (``Check.finish``)."""
+        return self.start_check(index_checksum).finish()
 
     def record(
         self,
-        seen: dict[str, str],
+        seen: Seen,
         new_dirs: Iterable[str],
         unknown: Iterable[str],
         index_checksum: str | None,
@@ -190,37 +303,46 @@ class DirStamps:
         if not index_checksum:
             self.remove()
             return
-        stamps = dict(seen)
-        for d in new_dirs:
-            stamps.setdefault(d, "")
-        stamps.update(dict.fromkeys(unknown, ""))
-        if index_checksum == self._checksum and stamps == self._stamps:
-            return  # what the file says already (a no-op): not even formatted
-        known = self._stamps if self._size is not None else None
-        if known is not None and self._size is not None:
-            moved = [(p, v) for p, v in stamps.items() if known.get(p) != v]
-            moved.extend((p, GONE) for p in known.keys() - stamps.keys())
-            segment = _segment(index_checksum, sorted(moved))
-            if self._size - self._first + len(segment) <= max(4096, self._first // 4):
-                try:  # one segment appended: only what moved is written
-                    if append_at(self.file, segment, self._size):
-                        self._size += len(segment)
-                        self._checksum, self._stamps = index_checksum, stamps
-                        return
-                except OSError:
-                    pass  # written whole below
-        data = _segment(index_checksum, sorted(stamps.items()))
+        paths, lines, unknown_now = seen.paths, seen.lines, set(seen.unknown)
+        asked = [(_name(d), False) for d in new_dirs] + [(_name(d), True) for d in unknown]
+        if asked:
+            have = set(paths.split(b"\0"))
+            added: list[bytes] = []
+            for name, always in asked:
+                if name not in have:
+                    have.add(name)
+                    added.append(name)
+                    unknown_now.add(name)
+                elif always:
+                    unknown_now.add(name)
+            if added:
+                paths += b"".join(n + b"\0" for n in added)
+                lines += b"".join(b"- %s\0" % n for n in added)
+        said = self._said
+        if (
+            said is not None
+            and index_checksum == self._checksum
+            and (paths, lines, unknown_now) == (said.paths, said.lines, said.unknown)
+        ):
+            return  # what the file says already (a no-op): nothing written
+        rest = b"".join(n + b"\0" for n in sorted(unknown_now))
+        head = b"%s %s %d %d %d\n" % (
+            MAGIC, index_checksum.encode("ascii"), len(paths), len(lines), len(rest),
+        )  # fmt: skip
         os.makedirs(self._tmp, exist_ok=True)
         tmp = os.path.join(self._tmp, f"dirs-{os.urandom(8).hex()}")
         with open(tmp, "wb") as f:
-            f.write(data)
+            f.write(head + paths + lines + rest)
         os.replace(tmp, self.file)
-        self._size, self._first = len(data), len(data)
-        self._checksum, self._stamps = index_checksum, stamps
+        self._checksum, self._said = index_checksum, Seen(paths, lines, unknown_now)
 
     def remove(self) -> None:
         try:  # noqa: SIM105 (not contextlib: it is loaded only after git starts)
             os.unlink(self.file)
         except FileNotFoundError:
             pass
-        self._size, self._first, self._checksum, self._stamps = None, 0, None, {}
+        self._checksum, self._said = None, None
+
+
+def _name(path: str) -> bytes:
+    return path.encode("utf-8", "surrogateescape") if path else TOP

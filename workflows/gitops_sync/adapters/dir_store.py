@@ -16,7 +16,6 @@ from collections.abc import Iterable, Iterator
 
 from ..core.errors import WorkspaceNotWritable
 from ..core.model import RESERVED_DIR as META_DIR
-from .dir_stamps import append_at
 
 TYPE_CHECKING = False  # typing's, without loading typing (the sync's start-up); mypy reads it True
 
@@ -357,8 +356,15 @@ class DirectoryStore:
         """Write DATA at the end of NAME, which must be AT bytes long (else OSError, and
         nothing is written). In place: a reader may see part of DATA, so DATA must be
         something a reader can tell apart when partial (``core.manifest``'s records)."""
-        if not append_at(os.path.join(self._meta, name), data, at):
-            raise OSError(errno.ESTALE, f"{name} is not {at} bytes long")
+        fd = os.open(os.path.join(self._meta, name), os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
+        try:
+            if os.fstat(fd).st_size != at:
+                raise OSError(errno.ESTALE, f"{name} is not {at} bytes long")
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+        finally:
+            os.close(fd)
 
     # ------------------------------------------------------------------ reads
     def _open_regular(self, path: str) -> int:

@@ -5,15 +5,16 @@ rest) takes longer than the first questions it asks git, and the longest of them
 ``git diff-files`` (one ``lstat`` per indexed file), needs nothing the imports
 bring. ``start_sync`` (called by ``cli.sync_run`` before anything heavy loads)
 takes the workspace's lock and starts, with ``os.posix_spawn``, the processes the
-sync is about to start anyway: ``rev-parse`` of the ref, ``diff-files``, and
-``ls-files -o`` under the directories whose stamps moved (``dir_stamps``).
+sync is about to start anyway: ``rev-parse`` of the ref, ``diff-files``, and the
+``stat`` that takes the directory stamps (``dir_stamps``: its answer names the
+directories ``ls-files -o`` is to read, so that one starts when the sync asks).
 
 Nothing here decides anything. The adapters build their command lines and
 environments with the same functions (``source_env``, ``index_env``,
 ``rev_parse_args``), and each, where it would start a process, first asks
 ``adopt`` for one started with exactly that command line, environment and
 directory; the directory stamps and the lock are taken over the same way (the
-stamps only for the same index, the lock only for the same file). Anything not
+stamps only for the same file and index, the lock only for the same file). Anything not
 taken over is ended by ``discard``. So a guess that was wrong (another mode
 setting, a fallback) costs a process, never a different answer.
 
@@ -33,7 +34,7 @@ TYPE_CHECKING = False  # typing's, without loading typing (the sync's start-up);
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
-    from .dir_stamps import DirStamps
+    from .dir_stamps import Check, DirStamps, Seen
 
 GIT = "git"
 #: the configuration of every git run on a workspace index (``git_index``)
@@ -155,28 +156,14 @@ def _key(argv: Sequence[str], env: Mapping[str, str]) -> tuple[object, ...]:
 
 
 _started: dict[tuple[object, ...], Spawned] = {}
-#: (stamps file, index checksum) -> (its DirStamps, ``check``'s answer, ls-files started after it)
-_stamps: dict[
-    tuple[str, str | None],
-    tuple[DirStamps, list[str] | None, dict[str, str], tuple[tuple[object, ...], Spawned] | None],
-] = {}
+#: (stamps file, index checksum) -> the stamps being taken (``DirStamps.start_check``)
+_stamps: dict[tuple[str, str | None], Check] = {}
 _locks: list[int] = []
 
 
 def spawn(argv: Sequence[str], env: Mapping[str, str]) -> None:
     """Start ARGV now, for ``adopt`` to take over."""
     _started[_key(argv, env)] = Spawned(argv, env)
-
-
-def _spawn_untracked(stamps: DirStamps, checksum: str | None, env: Mapping[str, str]) -> None:
-    """The stamps (``DirStamps.check``), then the ``ls-files -o`` they ask for: taken over
-    together or not at all (an ``ls-files`` is only valid with the stamps taken before it)."""
-    dirs, seen = stamps.check(checksum)
-    started = None
-    if dirs != []:
-        argv = index_argv(stamps.root, untracked_args(dirs))
-        started = (_key(argv, env), Spawned(argv, env))
-    _stamps[(stamps.file, checksum)] = (stamps, dirs, seen, started)
 
 
 def adopt(argv: Sequence[str], env: Mapping[str, str]) -> Spawned | None:
@@ -188,16 +175,13 @@ def adopt(argv: Sequence[str], env: Mapping[str, str]) -> Spawned | None:
 
 def adopt_stamps(
     stamps_file: str, index_checksum: str | None
-) -> tuple[DirStamps, list[str] | None, dict[str, str]] | None:
-    """``DirStamps.check`` as done early for this file and index (with its ``DirStamps``);
-    the ``ls-files -o`` started after it can then be adopted."""
-    found = _stamps.pop((stamps_file, index_checksum), None) if _stamps else None
-    if found is None:
+) -> tuple[DirStamps, list[str] | None, Seen] | None:
+    """The stamps started early for this file and index (their ``DirStamps``, and
+    ``Check.finish``'s answer), or None."""
+    check = _stamps.pop((stamps_file, index_checksum), None) if _stamps else None
+    if check is None:
         return None
-    stamps, dirs, seen, started = found
-    if started is not None:
-        _started[started[0]] = started[1]
-    return stamps, dirs, seen
+    return (check.stamps, *check.finish())
 
 
 def adopt_lock(fd: int) -> int | None:
@@ -218,9 +202,7 @@ def discard() -> None:
     while _started:
         _started.popitem()[1].kill()
     while _stamps:
-        started = _stamps.popitem()[1][3]
-        if started is not None:
-            started[1].kill()
+        _stamps.popitem()[1].kill()
     while _locks:
         os.close(_locks.pop())
 
@@ -295,4 +277,6 @@ def _start_sync(repo: str, ref: str, workspace: str, token: str | None) -> None:
     spawn(index_argv(root, DIFF_FILES), env)
     from .dir_stamps import DirStamps
 
-    _spawn_untracked(DirStamps(root, meta), index_checksum(index_file), env)
+    checksum = index_checksum(index_file)
+    stamps = DirStamps(root, meta)
+    _stamps[(stamps.file, checksum)] = stamps.start_check(checksum)  # ``stat`` runs on

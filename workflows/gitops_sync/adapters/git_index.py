@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable
 
 from ..core.model import RESERVED_DIR as META_DIR
 from . import git_early
-from .dir_stamps import DirStamps
+from .dir_stamps import DirStamps, Seen
 from .git_early import DIFF_FILES, index_argv, index_checksum, index_env, untracked_args
 from .git_proc import Spawned
 
@@ -98,7 +98,7 @@ class WorktreeScan:
         index_file: str,
         commit: str,
         *finishers: Callable[[], bytes],
-        dir_stamps: dict[str, str] | None = None,
+        dir_stamps: Seen | None = None,
         stamper: DirStamps | None = None,
     ) -> None:
         self.index_file = index_file
@@ -251,7 +251,7 @@ class WorkspaceIndex:
                                  "--abbrev=40", commit)  # fmt: skip
         diff_files = self._start(*DIFF_FILES)
         dirs: list[str] | None = None
-        seen: dict[str, str] | None = None
+        seen: Seen | None = None
         if stamps and self.dir_stamps is not None:  # taken before ls-files reads a directory
             checksum = self.checksum()
             early = git_early.adopt_stamps(self.dir_stamps.file, checksum)
@@ -276,7 +276,7 @@ class WorkspaceIndex:
         held an UNTRACKED entry, whatever became of it (a removal that failed is found
         again by the next sync's look)."""
         if self.dir_stamps is not None:
-            seen = scan.dir_stamps if scan is not None and scan.dir_stamps is not None else {}
+            seen = scan.dir_stamps if scan is not None and scan.dir_stamps is not None else Seen()
             stamps = self.dir_stamps
             if scan is not None and scan.stamper is not None and scan.stamper.file == stamps.file:
                 stamps = scan.stamper  # the scan's (another index object may have started it)

@@ -37,7 +37,7 @@ class Spawned:
 
     def __init__(
         self,
-        argv: Sequence[str],
+        argv: Sequence[str | bytes],
         env: Mapping[str, str],
         input: bytes | None = None,
         *,
