@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from gitops_sync.adapters import dir_stamps
+from gitops_sync.adapters.dir_stamps import DirStamps
 from gitops_sync.adapters.dir_store import DirectoryStore
 from gitops_sync.adapters.git_index import WorkspaceIndex
 from tests.e2e.test_sync_index import NoChmodStore, assert_exact, many_files, sync
@@ -100,6 +101,28 @@ def test_an_untracked_file_is_found_though_its_directory_mtime_is_restored(
     assert 1 == result.counts["deleted"] or new.endswith("/")
     assert not first_new.exists()
     assert_exact(repo, commit, ws)
+
+
+def test_a_directory_changed_within_the_clock_tick_is_read_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, untracked_looks: list[list[str]]
+) -> None:
+    """A stamp is trusted only when the directory's ctime is older than "now" (a file
+    made just before the stamps are taken): a directory changed within that tick (here
+    "now" is its ctime, as a coarse clock shows it) is read again by the next sync, whose
+    stamp is then trusted."""
+    repo = Repo(tmp_path / "repo")
+    ws = tmp_path / "ws"
+    settled(repo, ws)
+    (ws / "d2" / "x").write_text("")
+    (ws / "d2" / "x").unlink()
+    real_now = DirStamps._now
+    monkeypatch.setattr(DirStamps, "_now", lambda self: (ws / "d2").stat().st_ctime_ns)
+    untracked_looks.clear()
+    sync(repo, DirectoryStore(ws))  # d2 moved: read; its stamp taken within the tick
+    monkeypatch.setattr(DirStamps, "_now", real_now)
+    sync(repo, DirectoryStore(ws))  # so read again, though the stamp is the same
+    sync(repo, DirectoryStore(ws))
+    assert [["d2"], ["d2"]] == untracked_looks
 
 
 def test_an_untracked_file_left_behind_is_found_again(tmp_path: Path) -> None:
