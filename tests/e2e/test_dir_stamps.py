@@ -253,17 +253,27 @@ def test_stat_takes_the_stamps_python_would_take(
     assert len(HOSTILE) == lines.count(b"\0")
 
 
-@pytest.mark.parametrize("stat_cmd", [("/no/such/env",), ("false",), ("true",)])
+#: a ``stat`` that says 0 but stamps only the last directory (well formed, one line short)
+ONE_LINE = "#!/bin/sh\nfor last; do :; done\nprintf '41ed 1.0 1.0 1 %s\\000' \"$last\"\n"
+
+
+@pytest.mark.parametrize("stat_cmd", ["/no/such/env", "false", "true", "one-line"])
 def test_without_gnu_stat_python_takes_the_stamps_and_the_sync_is_the_same(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     untracked_looks: list[list[str]],
     python_lstats: list[list[bytes]],
-    stat_cmd: tuple[str, ...],
+    stat_cmd: str,
 ) -> None:
-    """No ``env`` (another system), a ``stat`` that refuses (exit 1, nothing said) or one
-    that answers nothing: Python takes the same stamps, and the syncs read what they would."""
-    monkeypatch.setattr(dir_stamps, "STAT", stat_cmd)
+    """No ``env`` (another system), a ``stat`` that refuses (exit 1, nothing said), one that
+    answers nothing, or one line short: Python takes the same stamps, and the syncs read
+    what they would."""
+    if stat_cmd == "one-line":
+        fake = tmp_path / "one-line-stat"
+        fake.write_text(ONE_LINE)
+        fake.chmod(0o755)
+        stat_cmd = str(fake)
+    monkeypatch.setattr(dir_stamps, "STAT", (stat_cmd,))
     test_no_directory_changed_no_directory_is_read(tmp_path, untracked_looks)
     assert python_lstats  # it was Python that took them
 

@@ -16,6 +16,7 @@ from collections.abc import Iterable, Iterator
 
 from ..core.errors import WorkspaceNotWritable
 from ..core.model import RESERVED_DIR as META_DIR
+from .fs_safe import append_at, open_regular
 
 TYPE_CHECKING = False  # typing's, without loading typing (the sync's start-up); mypy reads it True
 
@@ -290,7 +291,7 @@ class DirectoryStore:
             raise
 
     def set_mode(self, path: str, mode: int) -> str:
-        fd = self._open_regular(path)
+        fd = open_regular(self._root, path)
         try:
             self._fchmod(fd, 0o755 if mode == _EXEC else 0o644)
             return _stamp(os.fstat(fd))
@@ -356,59 +357,19 @@ class DirectoryStore:
         """Write DATA at the end of NAME, which must be AT bytes long (else OSError, and
         nothing is written). In place: a reader may see part of DATA, so DATA must be
         something a reader can tell apart when partial (``core.manifest``'s records)."""
-        fd = os.open(os.path.join(self._meta, name), os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
-        try:
-            if os.fstat(fd).st_size != at:
-                raise OSError(errno.ESTALE, f"{name} is not {at} bytes long")
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
-        finally:
-            os.close(fd)
+        if not append_at(os.path.join(self._meta, name), data, at):
+            raise OSError(errno.ESTALE, f"{name} is not {at} bytes long")
 
     # ------------------------------------------------------------------ reads
-    def _open_regular(self, path: str) -> int:
-        """Open a regular file read-only, never following a link at any component.
-
-        A link as the last component is refused, and so is a linked *parent*
-        directory (``dir -> /etc``): every component is opened relative to its
-        parent with ``O_NOFOLLOW``. Anything else is FileNotFoundError.
-        """
-        flags = os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW
-        parts = path.split("/")
-        fd = os.open(self._root, os.O_RDONLY | os.O_CLOEXEC | os.O_DIRECTORY)
-        try:
-            for part in parts[:-1]:
-                try:
-                    nxt = os.open(part, flags | os.O_DIRECTORY, dir_fd=fd)
-                except OSError as exc:
-                    if exc.errno in (errno.ELOOP, errno.ENOTDIR, errno.ENOENT):
-                        raise FileNotFoundError(path) from exc
-                    raise
-                os.close(fd)
-                fd = nxt
-            try:
-                ffd = os.open(parts[-1], flags | os.O_NONBLOCK, dir_fd=fd)
-            except OSError as exc:
-                if exc.errno in (errno.ELOOP, errno.ENOTDIR, errno.ENOENT, errno.EISDIR):
-                    raise FileNotFoundError(path) from exc
-                raise
-        finally:
-            os.close(fd)
-        if not stat.S_ISREG(os.fstat(ffd).st_mode):
-            os.close(ffd)
-            raise FileNotFoundError(path)
-        return ffd
-
     def file_size(self, path: str) -> int:
-        fd = self._open_regular(path)
+        fd = open_regular(self._root, path)
         try:
             return os.fstat(fd).st_size
         finally:
             os.close(fd)
 
     def read_chunks(self, path: str, start: int = 0, length: int | None = None) -> Iterator[bytes]:
-        fd = self._open_regular(path)
+        fd = open_regular(self._root, path)
         with os.fdopen(fd, "rb", buffering=0) as f:
             if start:
                 f.seek(start)
