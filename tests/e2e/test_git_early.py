@@ -55,8 +55,8 @@ def early(monkeypatch: pytest.MonkeyPatch) -> dict[str, list]:
         start(*args)  # type: ignore[arg-type]
         seen["pids"].extend(p.pid for p in git_early._started.values())
         for check in git_early._stamps.values():
-            parts = check.taking.parts if check.taking is not None else []
-            seen["pids"].extend(proc.pid for _paths, proc in parts if proc is not None)
+            if check.taking is not None and check.taking.proc is not None:
+                seen["pids"].append(check.taking.proc.pid)
 
     def adopt_stamps_spy(*args):  # type: ignore[no-untyped-def]
         found = adopt_stamps(*args)

@@ -10,9 +10,9 @@ and the next sync lists untracked files only under the directories whose stamp
 moved (all of them when the top one did, or when there are many). This is the
 rule git's untracked cache relies on, with the ctime added.
 
-The stamps are taken in C: one GNU ``stat`` (``env -C <workspace> stat
---printf=... -- <every directory>``; a few, side by side, for a tree too large for
-one command line) runs while the sync loads its modules, and its answer is
+The stamps are taken in C: GNU ``stat`` (``env -C <workspace> xargs -0 stat
+--printf=... --``, the directories' names on its stdin) runs while the sync loads
+its modules, and its answer is
 compared with the recorded one *as bytes*: Python looks only at the lines that
 differ, so a sync's own work does not grow with the number of directories. Where
 that ``stat`` is missing or fails (a directory gone, another system's ``stat``)
@@ -62,10 +62,11 @@ MAX_PATHSPECS = 64
 MAGIC = b"dirstamps 2"
 #: what ``stat`` prints per directory (mode, mtime, ctime, inode, the name as given)
 FORMAT = "%f %.9Y %.9Z %i %n\\0"
-#: the command that takes the stamps, run in the workspace (``env -C``)
+#: the command that takes the stamps: in the workspace (``env -C``), every directory's
+#: name read from stdin by ``xargs``, which runs ``stat`` as often as the command line's
+#: length limit asks (once for about 30,000 directories)
 STAT = ("env", "-C")
-#: a ``stat`` gets at most this many bytes of names (Linux allows 2 MiB in all)
-ARGS_BYTES = 256 << 10
+XARGS = ("xargs", "-0")
 TOP = b"."
 
 
@@ -93,55 +94,48 @@ def lstat_lines(root: str, paths: list[bytes]) -> tuple[bytes, list[bytes]]:
 
 
 class _Taking:
-    """``stat`` running over a list of directories; ``lines`` waits for its answer."""
+    """``stat`` running over the directories NAMES (NUL-terminated); ``lines`` waits for
+    its answer."""
 
-    def __init__(self, root: str, paths: list[bytes], size: int) -> None:
-        self.root, self.paths = root, paths
+    def __init__(self, root: str, names: bytes) -> None:
+        self.root, self.names = root, names
+        self._paths: list[bytes] | None = None
         env = {"PATH": os.environ.get("PATH", os.defpath), "LC_ALL": "C"}
-        per = max(1, len(paths) * ARGS_BYTES // max(1, size))  # SIZE: bytes of PATHS in all
-        self.parts: list[tuple[list[bytes], Spawned | None]] = []
-        for i in range(0, len(paths), per):
-            part = paths[i : i + per]
-            argv = [*STAT, root, "stat", f"--printf={FORMAT}", "--", *part]
-            try:
-                self.parts.append((part, Spawned(argv, env)))  # type: ignore[arg-type]  # bytes too
-            except OSError:  # no ``env``: Python takes them
-                self.parts.append((part, None))
+        argv = [*STAT, root, *XARGS, "stat", f"--printf={FORMAT}", "--"]
+        try:
+            self.proc: Spawned | None = Spawned(argv, env, input=names)
+        except OSError:  # no ``env``: Python takes them
+            self.proc = None
+
+    @property
+    def paths(self) -> list[bytes]:
+        """The names as a list (only where one is needed: a directory gone, no GNU stat)."""
+        if self._paths is None:
+            self._paths = self.names.split(b"\0")[:-1]
+        return self._paths
 
     def lines(self, expected: bytes = b"") -> tuple[bytes, list[bytes]]:
-        """(every stamp taken, NUL-terminated, in the paths' order; the paths not there).
+        """(every stamp taken, NUL-terminated, in the names' order; the paths not there).
         An answer that is EXPECTED (the recorded stamps, checked when they were taken) is
         taken as it is; the caller counts the lines of any other (``Check.finish``)."""
-        answers = [
-            proc.communicate() if proc is not None else (b"", b"", -1) for _p, proc in self.parts
-        ]
-        if all(code == 0 for _out, _err, code in answers):
-            whole = b"".join(out for out, _err, _code in answers)
-            if whole == expected:
-                return whole, []
-        outs: list[bytes] = []
-        gone: list[bytes] = []
-        for (part, _proc), (out, _err, code) in zip(self.parts, answers, strict=True):
-            if code == 0 and out.endswith(b" %s\0" % part[-1]):
-                outs.append(out)
-                continue
-            missing = _gone(part, out) if code == 1 else None  # 1: a directory was not there
-            if missing is None:  # no GNU stat (or an answer not understood): Python's lstat
-                out, missing = lstat_lines(self.root, part)
-            outs.append(out)
-            gone.extend(missing)
-        return b"".join(outs), gone
+        out, _err, code = self.proc.communicate() if self.proc is not None else (b"", b"", -1)
+        last = self.names[self.names.rfind(b"\0", 0, len(self.names) - 1) + 1 : -1]
+        if code == 0 and (out == expected or out.endswith(b" %s\0" % last)):
+            return out, []
+        missing = _gone(self.paths, out) if code == 123 else None  # a stat said 1: not there
+        if missing is None:  # no GNU stat (or an answer not understood): Python's lstat
+            return lstat_lines(self.root, self.paths)
+        return out, missing
 
     def kill(self) -> None:
-        for _part, proc in self.parts:
-            if proc is not None:
-                proc.kill()
+        if self.proc is not None:
+            self.proc.kill()
 
 
 def _gone(part: list[bytes], out: bytes) -> list[bytes] | None:
     """The paths of PART that ``stat``'s answer OUT has no line for (it goes on past a
     path that is not there), or None when OUT is not one line per path, in order (or
-    empty: a ``stat`` that refused every path, or is not GNU's, is not believed)."""
+    empty: a ``stat`` that refused every path is not believed)."""
     lines = out.split(b"\0")
     if not out or lines.pop() != b"":
         return None
@@ -193,7 +187,7 @@ class Check:
         if lines == old.lines and not old.unknown and not gone:
             return [], Seen(old.paths, lines)  # the common no-op: one comparison of bytes
         new_lines = lines.split(b"\0")
-        if len(new_lines) != len(taking.paths) - len(gone) + 1:  # not one line per path
+        if len(new_lines) != taking.names.count(b"\0") - len(gone) + 1:  # not one per path
             lines, gone = lstat_lines(taking.root, taking.paths)
             new_lines = lines.split(b"\0")
         paths = old.paths
@@ -300,8 +294,7 @@ class DirStamps:
         now = self._now() if recorded is not None else None
         if recorded is None or now is None:
             return Check(self, None, None, None)
-        paths = recorded.paths.split(b"\0")[:-1]
-        return Check(self, recorded, now, _Taking(self.root, paths, len(recorded.paths)))
+        return Check(self, recorded, now, _Taking(self.root, recorded.paths))
 
     def check(self, index_checksum: str | None) -> tuple[list[str] | None, Seen]:
         """``start_check``, then its answer (``Check.finish``)."""
@@ -351,7 +344,7 @@ class DirStamps:
         os.makedirs(self._tmp, exist_ok=True)
         tmp = os.path.join(self._tmp, f"dirs-{os.urandom(8).hex()}")
         with open(tmp, "wb") as f:
-            f.write(head + paths + lines + rest)
+            f.writelines((head, paths, lines, rest))
         os.replace(tmp, self.file)
         self._checksum, self._said = index_checksum, Seen(paths, lines, unknown_now)
 
