@@ -45,7 +45,6 @@ client may cache or make up).
 from __future__ import annotations
 
 import os
-from itertools import compress
 
 from .git_proc import Spawned
 
@@ -68,6 +67,8 @@ FORMAT = "%f %.9Y %.9Z %i %n\\0"
 STAT = ("env", "-C")
 XARGS = ("xargs", "-0")
 TOP = b"."
+#: the bytes compared at a time by ``_moved_in_place`` (only the blocks that differ are split)
+BLOCK = 1 << 14
 
 
 def _line(st: os.stat_result, name: bytes) -> bytes:
@@ -186,29 +187,21 @@ class Check:
         lines, gone = taking.lines(old.lines)
         if lines == old.lines and not old.unknown and not gone:
             return [], Seen(old.paths, lines)  # the common no-op: one comparison of bytes
-        new_lines = lines.split(b"\0")
-        if len(new_lines) != taking.names.count(b"\0") - len(gone) + 1:  # not one per path
+        moved = None if gone else _moved_in_place(lines, old.lines)
+        if moved is None:  # lines of other lengths, or fewer: compared as sets
+            moved = _moved_as_sets(lines, old.lines, taking.names.count(b"\0") - len(gone))
+        if moved is None:  # not one well-formed line per path: Python's lstat takes them
             lines, gone = lstat_lines(taking.root, taking.paths)
-            new_lines = lines.split(b"\0")
+            moved = _moved_as_sets(lines, old.lines, None) or {}
         paths = old.paths
         if gone:  # rare: rebuilt without them (and their stamps void: they moved)
             skip = set(gone)
             paths = b"".join(p + b"\0" for p in taking.paths if p not in skip)
-        old_lines = old.lines.split(b"\0")
-        if len(new_lines) == len(old_lines) and not gone:  # the same directories: side by side
-            moved = set(compress(new_lines, map(bytes.__ne__, new_lines, old_lines)))
-        else:
-            moved = set(new_lines).difference(old_lines)
-            moved.discard(b"")
-        names = {line.split(b" ", 4)[4] for line in moved}
-        again = old.unknown - names - set(gone)  # unknown before, and the same stamp now
-        unknown = {
-            line.split(b" ", 4)[4]
-            for line in [*moved, *_lines_of(lines, again)]
-            if _ctime(line) >= now  # changed within the clock's tick: read again next time
-        }
-        names.update(again)
-        names.update(gone)
+        again = old.unknown - moved.keys() - set(gone)  # unknown before, the same stamp now
+        ctimes = {**moved, **_stamps_of(lines, again)}
+        unknown = {name for name, ctime in ctimes.items() if ctime >= now}  # within the tick
+        unknown.update(again - ctimes.keys())  # (no line found: still unknown)
+        names = {*ctimes, *again, *gone}
         seen = Seen(paths, lines, unknown)
         if TOP in names or not (paths.startswith(TOP + b"\0") or b"\0.\0" in paths):
             return None, seen
@@ -221,21 +214,76 @@ class Check:
         return outer, seen
 
 
-def _ctime(line: bytes) -> int:
-    sec, _, ns = line.split(b" ", 3)[2].partition(b".")
-    return int(sec) * 10**9 + int(ns)
+def _parse(line: bytes) -> tuple[bytes, int] | None:
+    """A stamp's (directory, ctime in ns), or None when LINE is not one."""
+    fields = line.split(b" ", 4)
+    if len(fields) != 5:
+        return None
+    sec, _, ns = fields[2].partition(b".")
+    try:
+        return fields[4], int(sec) * 10**9 + int(ns)
+    except ValueError:
+        return None
 
 
-def _lines_of(lines: bytes, names: set[bytes]) -> list[bytes]:
-    """The lines of LINES that stamp NAMES (few: each found by its name's ending)."""
-    found = []
+def _moved_in_place(new: bytes, old: bytes) -> dict[bytes, int] | None:
+    """The stamps of NEW that differ from OLD's line in the same place ({directory:
+    ctime}), found by comparing blocks of bytes and splitting only the blocks that
+    differ; None when the lines do not line up (a stamp of another length: the caller
+    compares them as sets). OLD is one line per path (checked when it was taken); where
+    NEW lines up with it, so is NEW."""
+    if len(new) != len(old):
+        return None
+    moved: dict[bytes, int] = {}
+    i, size = 0, len(new)
+    while i < size:
+        j = min(i + BLOCK, size)
+        if new[i:j] == old[i:j]:
+            i = j
+            continue
+        start = new.rfind(b"\0", 0, i) + 1  # the lines the block touches, whole
+        end = new.find(b"\0", j - 1) + 1 or size
+        if (start and old[start - 1] != 0) or old[end - 1] != 0:
+            return None
+        ours, theirs = new[start:end].split(b"\0"), old[start:end].split(b"\0")
+        if len(ours) != len(theirs):
+            return None
+        for a, b in zip(ours, theirs, strict=True):
+            if a != b:
+                stamp, was = _parse(a), _parse(b)
+                if stamp is None or was is None or stamp[0] != was[0]:
+                    return None  # not the same directory's line: they do not line up
+                moved[stamp[0]] = stamp[1]
+        i = end
+    return moved
+
+
+def _moved_as_sets(new: bytes, old: bytes, count: int | None) -> dict[bytes, int] | None:
+    """The stamps of NEW found nowhere in OLD ({directory: ctime}); None when NEW is not
+    COUNT well-formed lines (None: not counted)."""
+    lines = new.split(b"\0")
+    if count is not None and len(lines) != count + 1:
+        return None
+    moved: dict[bytes, int] = {}
+    for line in set(lines).difference(old.split(b"\0")):
+        stamp = _parse(line) if line else (b"", 0)
+        if stamp is None:
+            return None
+        if line:
+            moved[stamp[0]] = stamp[1]
+    return moved
+
+
+def _stamps_of(lines: bytes, names: set[bytes]) -> dict[bytes, int]:
+    """The ctimes LINES gives NAMES (few: each line found by its name's ending)."""
+    found: dict[bytes, int] = {}
     for name in names:
         at = lines.find(b" %s\0" % name)
         while at >= 0:
             start = lines.rfind(b"\0", 0, at) + 1
-            line = lines[start : at + len(name) + 1]
-            if line.count(b" ") >= 4 and line.split(b" ", 4)[4] == name:
-                found.append(line)
+            stamp = _parse(lines[start : at + len(name) + 1])
+            if stamp is not None and stamp[0] == name:
+                found[name] = stamp[1]
                 break
             at = lines.find(b" %s\0" % name, at + 1)
     return found
