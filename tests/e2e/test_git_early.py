@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from gitops_sync.adapters import git_early
+from gitops_sync.adapters import dir_stamps, git_early
 from gitops_sync.adapters.dir_store import DirectoryStore
 from gitops_sync.adapters.git_index import WorkspaceIndex
 from gitops_sync.cli import main
@@ -47,7 +47,9 @@ def assert_nothing_left(ws: Path, pids: list[int]) -> None:
 @pytest.fixture
 def early(monkeypatch: pytest.MonkeyPatch) -> dict[str, list]:
     """What ``start_sync`` started (pids), what the sync took over (command lines) and
-    whether it took over the stamps being taken (``stamps``: the directories they named)."""
+    whether it took over the stamps being taken (``stamps``: the directories they named).
+    The stamps are taken by ``stat`` here, as in a large tree (a small one's in Python)."""
+    monkeypatch.setattr(dir_stamps, "INLINE_BYTES", 0)
     seen: dict[str, list] = {"pids": [], "adopted": [], "stamps": []}
     start, adopt, adopt_stamps = git_early.start_sync, git_early.adopt, git_early.adopt_stamps
 

@@ -1,4 +1,4 @@
-"""The directory stamps' comparison (``adapters.dir_stamps``): which stamps moved, found
+"""The directory stamps' comparison (``core.stamp_lines``): which stamps moved, found
 from two answers of ``stat`` compared block by block, then as sets. Fuzzed against the
 plain answer (the lines side by side), with small blocks so that many are compared."""
 
@@ -8,8 +8,9 @@ import random
 
 import pytest
 
-from gitops_sync.adapters import dir_stamps
-from gitops_sync.adapters.dir_stamps import _moved_as_sets, _moved_in_place
+from gitops_sync.core import stamp_lines
+from gitops_sync.core.stamp_lines import moved_as_sets as _moved_as_sets
+from gitops_sync.core.stamp_lines import moved_in_place as _moved_in_place
 
 NAMES = [b".", b"d0", b"a b", b"-x", b"deep/er", b"\xff\xfe", b"n\nl", b"z z z"]
 
@@ -40,7 +41,7 @@ def test_moved_stamps_are_exactly_the_lines_that_differ(
     seed: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     rng = random.Random(seed)
-    monkeypatch.setattr(dir_stamps, "BLOCK", rng.choice([8, 64, 256, 1 << 14]))
+    monkeypatch.setattr(stamp_lines, "BLOCK", rng.choice([8, 64, 256, 1 << 14]))
     names = [b"%s/%d" % (rng.choice(NAMES), i) for i in range(rng.randrange(1, 120))]
     old = [stamp(rng, n) for n in names]
     new = list(old)
@@ -66,7 +67,7 @@ def test_lines_that_do_not_line_up_are_compared_as_sets(
     """One stamp a digit longer and one far after it a digit shorter: the same length in
     all, but not side by side in between; a line short or not a stamp: not believed; a
     placeholder ("- name") recorded for a directory not stamped yet."""
-    monkeypatch.setattr(dir_stamps, "BLOCK", block)
+    monkeypatch.setattr(stamp_lines, "BLOCK", block)
     rng = random.Random(7)
     old = [stamp(rng, b"d%d" % i) for i in range(50)]
     grown, shrunk = old[5].split(b" "), old[45].split(b" ")
