@@ -6,9 +6,10 @@ FROM mcr.microsoft.com/azure-functions/python:4.1036.2-python3.11
 
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 
-# The worker drives git as a subprocess (ls-tree, cat-file --batch, fetch).
+# The worker drives git as a subprocess (ls-tree, cat-file --batch, fetch); on a workspace
+# whose modes stick it takes the directory stamps with xargs and GNU stat (findutils, coreutils).
 RUN apt-get update \
- && apt-get install -y --no-install-recommends git \
+ && apt-get install -y --no-install-recommends git findutils \
  && rm -rf /var/lib/apt/lists/*
 
 ENV AzureWebJobsScriptRoot=/home/site/wwwroot \

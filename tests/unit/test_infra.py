@@ -249,6 +249,16 @@ def test_dockerfile_installs_git():
     )
 
 
+def test_dockerfile_installs_what_the_directory_stamps_run():
+    """xargs (findutils) is installed with apt and the stamps' command names it: without
+    it the stamps are taken in Python (slower, the same answer)."""
+    from gitops_sync.adapters import dir_stamps
+
+    runs = [args for keyword, args in dockerfile_instructions() if keyword == "RUN"]
+    assert any(re.search(r"apt-get install\b[^&;]*\sfindutils(\s|$)", run) for run in runs)
+    assert ("xargs", "-0") == dir_stamps.XARGS[:2] and ("env", "-C") == dir_stamps.STAT
+
+
 def test_dockerfile_copies_the_app_root_after_installing_dependencies():
     """requirements.txt is installed before workflows/ is copied: code edits keep the pip layer."""
     steps = dockerfile_instructions()
