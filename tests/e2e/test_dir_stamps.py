@@ -331,3 +331,15 @@ def test_a_directory_gone_is_dropped_from_the_stamps(
     sync(repo, DirectoryStore(ws))
     assert [] == untracked_looks
     assert b"d1/sub\0" not in (ws / ".gitops-sync" / "dirs").read_bytes()
+
+
+def test_a_workspace_gone_under_the_stamps_is_read_whole(tmp_path: Path) -> None:
+    """The workspace itself removed between the stamps file's read and the look: every
+    directory is gone, so the answer is "read everything" (not an error)."""
+    stamps = DirStamps(str(tmp_path / "ws"), str(tmp_path / "meta"))
+    assert (b"", [b".", b"d1"]) == dir_stamps.lstat_lines(stamps.root, [b".", b"d1"])
+    taking = dir_stamps._Taking(stamps.root, b".\0d1\0")
+    old = dir_stamps.Seen(b".\0d1\0", b"41ed 1.0 1.0 1 .\0" + b"41ed 1.0 1.0 2 d1\0")
+    check = dir_stamps.Check(stamps, old, 0, taking)
+    dirs, seen = check.finish()
+    assert dirs is None and not seen

@@ -86,7 +86,10 @@ def lstat_lines(root: str, paths: list[bytes]) -> tuple[bytes, list[bytes]]:
     of those that are there; the paths that are not)."""
     out: list[bytes] = []
     gone: list[bytes] = []
-    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:  # the workspace itself is gone: every directory with it
+        return b"", list(paths)
     try:  # each directory looked up from the top one (not its whole path each time)
         for p in paths:
             try:

@@ -37,7 +37,7 @@ class Spawned:
 
     def __init__(
         self,
-        argv: Sequence[str | bytes],
+        argv: Sequence[str],
         env: Mapping[str, str],
         input: bytes | None = None,
         *,
