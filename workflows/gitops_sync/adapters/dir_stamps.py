@@ -47,7 +47,7 @@ from __future__ import annotations
 
 import os
 
-from ..core.stamp_lines import moved_as_sets, moved_in_place, stamps_of
+from ..core.stamp_lines import moved_as_sets, moved_in_place, parse, stamps_of
 from .git_proc import Spawned
 
 TYPE_CHECKING = False  # typing's, without loading typing (the sync's start-up); mypy reads it True
@@ -127,15 +127,14 @@ class _Taking:
             self._paths = self.names.split(b"\0")[:-1]
         return self._paths
 
-    def lines(self, expected: bytes = b"") -> tuple[bytes, list[bytes]]:
+    def lines(self) -> tuple[bytes, list[bytes]]:
         """(every stamp taken, NUL-terminated, in the names' order; the paths not there).
-        An answer that is EXPECTED (the recorded stamps, checked when they were taken) is
-        taken as it is; the caller counts the lines of any other (``Check.finish``)."""
+        The caller counts the lines (``Check.finish``): here only the last one is checked."""
         if self._taken is not None:
             return self._taken
         out, _err, code = self.proc.communicate() if self.proc is not None else (b"", b"", -1)
         last = self.names[self.names.rfind(b"\0", 0, len(self.names) - 1) + 1 : -1]
-        if code == 0 and (out == expected or out.endswith(b" %s\0" % last)):
+        if code == 0 and out.endswith(b" %s\0" % last):
             return out, []
         missing = _gone(self.paths, out) if code == 123 else None  # a stat said 1: not there
         if missing is None:  # no GNU stat (or an answer not understood): Python's lstat
@@ -157,7 +156,8 @@ def _gone(part: list[bytes], out: bytes) -> list[bytes] | None:
     gone: list[bytes] = []
     i = 0
     for p in part:
-        if i < len(lines) and lines[i].endswith(b" " + p) and lines[i].count(b" ") >= 4:
+        stamp = parse(lines[i]) if i < len(lines) else None
+        if stamp is not None and stamp[0] == p:
             i += 1
         else:
             gone.append(p)
@@ -198,7 +198,7 @@ class Check:
         old, now, taking = self.recorded, self.now, self.taking
         if old is None or now is None or taking is None:
             return None, Seen()
-        lines, gone = taking.lines(old.lines)
+        lines, gone = taking.lines()
         if lines == old.lines and not old.unknown and not gone:
             return [], Seen(old.paths, lines)  # the common no-op: one comparison of bytes
         moved = None if gone else moved_in_place(lines, old.lines)
